@@ -1,0 +1,1 @@
+//! faultline-checkers: linearizability and other checkers over histories; no I/O.

@@ -1,0 +1,6 @@
+//! The `faultline` binary: the controller's command line.
+
+fn main() {
+    eprintln!("faultline: not built yet");
+    std::process::exit(3);
+}

@@ -1,0 +1,1 @@
+//! faultline-workloads: named workloads (generators, client mappings, final reads, checkers) will live here.
