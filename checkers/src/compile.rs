@@ -1,0 +1,333 @@
+//! Turning paired history ops into per-key partitions of model ops.
+
+use crate::model::{CasObs, MOp, Machine, ModelKind, TxnStep};
+use crate::search::SOp;
+use crate::{CheckError, LinOptions};
+use faultline_history::{Op, Outcome};
+use rustc_hash::FxHashMap;
+use serde_json::Value as J;
+use std::collections::BTreeMap;
+
+/// Register values interned to `u32`; 0 is `null` (absent).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Values {
+    ids: FxHashMap<String, u32>,
+    vals: Vec<J>,
+}
+
+impl Values {
+    pub(crate) fn new() -> Values {
+        let mut v = Values::default();
+        v.id(&J::Null);
+        v
+    }
+
+    pub(crate) fn id(&mut self, v: &J) -> u32 {
+        let key = v.to_string();
+        if let Some(&id) = self.ids.get(&key) {
+            return id;
+        }
+        let id = self.vals.len() as u32;
+        self.vals.push(v.clone());
+        self.ids.insert(key, id);
+        id
+    }
+
+    pub(crate) fn get(&self, id: u32) -> J {
+        self.vals.get(id as usize).cloned().unwrap_or(J::Null)
+    }
+}
+
+/// How a partition's states look, for describing them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Register,
+    Str,
+    List,
+    Registers,
+    Mutex,
+}
+
+/// One independently checked part of a history.
+#[derive(Clone)]
+pub(crate) struct Part {
+    pub key: Option<String>,
+    pub ops: Vec<SOp>,
+    pub machine: Machine,
+    pub init: u32,
+    pub shape: Shape,
+}
+
+/// The compiled history: partitions plus what is needed to describe them.
+pub(crate) struct Compiled {
+    pub parts: Vec<Part>,
+    pub values: Values,
+    pub registers: Vec<String>,
+}
+
+fn unsupported(op: &Op, model: ModelKind) -> CheckError {
+    CheckError::UnsupportedOp {
+        index: op.index,
+        f: op.f.clone(),
+        model: model.name(),
+    }
+}
+
+fn bad_value(op: &Op, expected: &str) -> CheckError {
+    CheckError::BadValue {
+        index: op.index,
+        f: op.f.clone(),
+        value: op.value.to_string(),
+        expected: expected.to_string(),
+    }
+}
+
+fn str_syms(s: &str) -> Vec<u32> {
+    s.bytes().map(u32::from).collect()
+}
+
+pub(crate) fn compile(ops: &[Op], opts: &LinOptions) -> Result<Compiled, CheckError> {
+    let model = opts.model;
+    let mut values = Values::new();
+    // Group by key (multi-register transactions span registers: one part).
+    let mut groups: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        let key = if model == ModelKind::MultiRegister {
+            None
+        } else {
+            op.key.clone()
+        };
+        groups.entry(key).or_default().push(i);
+    }
+    // Register names for transactions, in first-seen order.
+    let mut registers: Vec<String> = Vec::new();
+    let mut reg_idx: FxHashMap<String, u16> = FxHashMap::default();
+    if model == ModelKind::MultiRegister {
+        if let J::Object(m) = &opts.initial {
+            for k in m.keys() {
+                reg_idx.insert(k.clone(), registers.len() as u16);
+                registers.push(k.clone());
+            }
+        }
+        for op in ops {
+            if let J::Array(mops) = &op.value {
+                for m in mops {
+                    if let Some(J::String(r)) = m.get(1)
+                        && !reg_idx.contains_key(r)
+                    {
+                        reg_idx.insert(r.clone(), registers.len() as u16);
+                        registers.push(r.clone());
+                    }
+                }
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    for (key, idxs) in groups {
+        let seq_str = model == ModelKind::Kv && idxs.iter().any(|&i| ops[i].f == "append");
+        let shape = match model {
+            ModelKind::Register | ModelKind::CasRegister => Shape::Register,
+            ModelKind::Kv if seq_str => Shape::Str,
+            ModelKind::Kv => Shape::Register,
+            ModelKind::Append => Shape::List,
+            ModelKind::MultiRegister => Shape::Registers,
+            ModelKind::Mutex => Shape::Mutex,
+        };
+        let mut machine = Machine::new();
+        let nil_any = opts.nil_read_matches_any;
+        let init = match shape {
+            Shape::Register => values.id(&opts.initial),
+            Shape::Str => match &opts.initial {
+                J::String(s) => machine.seq_node(&str_syms(s)),
+                _ => 0,
+            },
+            Shape::List => match &opts.initial {
+                J::Array(xs) => {
+                    let syms: Vec<u32> = xs.iter().map(|x| values.id(x)).collect();
+                    machine.seq_node(&syms)
+                }
+                _ => 0,
+            },
+            Shape::Registers => {
+                let init: Vec<u32> = registers
+                    .iter()
+                    .map(|r| match &opts.initial {
+                        J::Object(m) => values.id(m.get(r).unwrap_or(&J::Null)),
+                        other => values.id(other),
+                    })
+                    .collect();
+                machine.vec_id(&init)
+            }
+            Shape::Mutex => 0,
+        };
+        let mut sops = Vec::with_capacity(idxs.len());
+        for i in idxs {
+            let op = &ops[i];
+            let optional = matches!(op.outcome, Outcome::Info | Outcome::Pending);
+            let failed = op.outcome == Outcome::Fail;
+            let f = op.f.as_str();
+            let mop = match (shape, f) {
+                (Shape::Register, "read" | "get") => {
+                    if optional {
+                        None
+                    } else if op.value.is_null() && nil_any {
+                        Some(MOp::Read(None))
+                    } else {
+                        Some(MOp::Read(Some(values.id(&op.value))))
+                    }
+                }
+                (Shape::Register, "write" | "put") => Some(MOp::Write(values.id(&op.value))),
+                (Shape::Register, "cas") if model != ModelKind::Register => {
+                    let J::Array(xs) = &op.value else {
+                        return Err(bad_value(op, "[from, to]"));
+                    };
+                    if xs.len() != 2 {
+                        return Err(bad_value(op, "[from, to]"));
+                    }
+                    let (from, to) = (values.id(&xs[0]), values.id(&xs[1]));
+                    let obs = if failed {
+                        CasObs::Failed
+                    } else {
+                        CasObs::Succeeded
+                    };
+                    Some(MOp::Cas { from, to, obs })
+                }
+                (Shape::Str, "read" | "get") => {
+                    if optional {
+                        None
+                    } else {
+                        match &op.value {
+                            J::Null if nil_any => Some(MOp::SeqRead(None)),
+                            J::Null => Some(MOp::SeqRead(Some(0))),
+                            J::String(s) => {
+                                Some(MOp::SeqRead(Some(machine.seq_node(&str_syms(s)))))
+                            }
+                            _ => return Err(bad_value(op, "a string")),
+                        }
+                    }
+                }
+                (Shape::Str, "write" | "put") => match &op.value {
+                    J::String(s) => Some(MOp::SeqPut(machine.seq_node(&str_syms(s)))),
+                    _ => return Err(bad_value(op, "a string")),
+                },
+                (Shape::Str, "append") => match &op.value {
+                    J::String(s) => Some(MOp::SeqAppend(str_syms(s).into())),
+                    _ => return Err(bad_value(op, "a string")),
+                },
+                (Shape::List, "read" | "get") => {
+                    if optional {
+                        None
+                    } else {
+                        match &op.value {
+                            J::Null if nil_any => Some(MOp::SeqRead(None)),
+                            J::Null => Some(MOp::SeqRead(Some(0))),
+                            J::Array(xs) => {
+                                let syms: Vec<u32> = xs.iter().map(|x| values.id(x)).collect();
+                                Some(MOp::SeqRead(Some(machine.seq_node(&syms))))
+                            }
+                            _ => return Err(bad_value(op, "a list")),
+                        }
+                    }
+                }
+                (Shape::List, "append") => Some(MOp::SeqAppend(vec![values.id(&op.value)].into())),
+                (Shape::Registers, "txn") => {
+                    let J::Array(mops) = &op.value else {
+                        return Err(bad_value(op, "[[f register value] ...]"));
+                    };
+                    let mut steps = Vec::with_capacity(mops.len());
+                    let mut writes = false;
+                    for m in mops {
+                        let (Some(J::String(mf)), Some(J::String(r)), Some(v)) =
+                            (m.get(0), m.get(1), m.get(2))
+                        else {
+                            return Err(bad_value(op, "[[f register value] ...]"));
+                        };
+                        let r = reg_idx.get(r).copied().unwrap_or(0);
+                        match mf.as_str() {
+                            "read" | "r" => {
+                                let any = optional || (v.is_null() && nil_any);
+                                steps.push(TxnStep::Read(r, (!any).then(|| values.id(v))));
+                            }
+                            "write" | "w" => {
+                                writes = true;
+                                steps.push(TxnStep::Write(r, values.id(v)));
+                            }
+                            _ => return Err(bad_value(op, "micro-ops :read or :write")),
+                        }
+                    }
+                    (writes || !optional).then(|| MOp::Txn(steps.into()))
+                }
+                (Shape::Mutex, "acquire") => Some(MOp::Acquire),
+                (Shape::Mutex, "release") => Some(MOp::Release),
+                _ => return Err(unsupported(op, model)),
+            };
+            // Failed ops did not happen; a failed CAS is kept only as an
+            // observation where the format says so.
+            let keep_failed =
+                failed && opts.failed_cas_observes && matches!(mop, Some(MOp::Cas { .. }));
+            let Some(mop) = mop.filter(|_| !failed || keep_failed) else {
+                continue;
+            };
+            sops.push(SOp {
+                call: op.call,
+                ret: if optional {
+                    None
+                } else {
+                    Some(op.ret.unwrap_or(usize::MAX))
+                },
+                op: mop,
+                src: i,
+            });
+        }
+        parts.push(Part {
+            key,
+            ops: sops,
+            machine,
+            init,
+            shape,
+        });
+    }
+    Ok(Compiled {
+        parts,
+        values,
+        registers,
+    })
+}
+
+/// Describes a model state in words.
+pub(crate) fn describe_state(c: &Compiled, shape: Shape, machine: &Machine, state: u32) -> String {
+    match shape {
+        Shape::Register => match c.values.get(state) {
+            J::Null => "the register is empty (nil)".to_string(),
+            v => format!("the register holds {v}"),
+        },
+        Shape::Str => {
+            let bytes: Vec<u8> = machine.seq_of(state).into_iter().map(|b| b as u8).collect();
+            format!("the value is {:?}", String::from_utf8_lossy(&bytes))
+        }
+        Shape::List => {
+            let xs: Vec<J> = machine
+                .seq_of(state)
+                .into_iter()
+                .map(|v| c.values.get(v))
+                .collect();
+            format!("the list is {}", J::Array(xs))
+        }
+        Shape::Registers => {
+            let regs = machine.vec_of(state);
+            let parts: Vec<String> = c
+                .registers
+                .iter()
+                .zip(regs)
+                .map(|(r, v)| format!("{r}={}", c.values.get(*v)))
+                .collect();
+            format!("the registers are {}", parts.join(", "))
+        }
+        Shape::Mutex => if state == 1 {
+            "the lock is held"
+        } else {
+            "the lock is free"
+        }
+        .to_string(),
+    }
+}

@@ -1,0 +1,346 @@
+//! The Wing & Gong / Lowe linearizability search over one partition (key).
+//!
+//! Calls and returns sit in one doubly-linked list in real-time order. The
+//! search repeatedly picks a call that precedes every remaining return,
+//! applies it to the model, and lifts it (with its return) out of the list; a
+//! return reached first means nothing more can be linearized here, so it
+//! backtracks. Configurations (linearized set, state) are memoized (Lowe).
+//!
+//! Optional ops (`info` or never completed) have no return: they can be
+//! linearized any time after their call, or never. The search succeeds as soon
+//! as every required op is linearized. Two prunings keep optional ops cheap:
+//! an optional op that would not change the state is never linearized (leaving
+//! it out is always at least as good), and a configuration is pruned when a
+//! configuration with the same required set and state, and a subset of its
+//! optional ops, already failed (having fewer optional ops used dominates).
+//! The search is resumable: [`Search::run`] takes a step budget.
+
+use crate::model::{MOp, Machine};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const NIL: u32 = u32::MAX;
+const HEAD: u32 = 0;
+
+/// One op of a partition, ready for the search.
+#[derive(Debug, Clone)]
+pub(crate) struct SOp {
+    /// Real-time rank of the call.
+    pub call: usize,
+    /// Real-time rank of the return; `None` for optional ops.
+    pub ret: Option<usize>,
+    /// The model op.
+    pub op: MOp,
+    /// Index into the checked history's ops (for witnesses).
+    pub src: usize,
+}
+
+/// What a slice of search found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Every required op was linearized.
+    Valid,
+    /// No linearization exists.
+    Invalid,
+    /// The step budget ran out; call `run` again.
+    Continue,
+    /// The memo budget ran out.
+    OutOfMemory,
+}
+
+/// Memo of visited configurations, with exact bitsets (no false prunes).
+struct Memo {
+    heads: FxHashMap<u64, u32>,
+    /// Per entry: state, failed flag, next in chain.
+    meta: Vec<(u32, bool, u32)>,
+    /// Per entry: `wr` words of required bits then `wo` words of optional bits.
+    words: Vec<u64>,
+    wr: usize,
+    wo: usize,
+}
+
+impl Memo {
+    fn bytes_per_entry(&self) -> usize {
+        // words + meta + an amortised hash-map slot.
+        (self.wr + self.wo) * 8 + 12 + 24
+    }
+
+    /// Records (req, opt, state) unless it is already known or dominated by a
+    /// failed configuration; returns the new entry's id, or `None` to prune.
+    fn visit(&mut self, h: u64, req: &[u64], opt: &[u64], state: u32) -> Option<u32> {
+        let stride = self.wr + self.wo;
+        let mut cur = self.heads.get(&h).copied().unwrap_or(NIL);
+        let head = cur;
+        while cur != NIL {
+            let (s, failed, next) = self.meta[cur as usize];
+            if s == state {
+                let base = cur as usize * stride;
+                let w = &self.words[base..base + stride];
+                if w[..self.wr] == *req {
+                    let o = &w[self.wr..];
+                    if o == opt {
+                        return None;
+                    }
+                    if failed && o.iter().zip(opt).all(|(a, b)| a & !b == 0) {
+                        return None;
+                    }
+                }
+            }
+            cur = next;
+        }
+        let id = self.meta.len() as u32;
+        self.meta.push((state, false, head));
+        self.words.extend_from_slice(req);
+        self.words.extend_from_slice(opt);
+        self.heads.insert(h, id);
+        Some(id)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    op: u32,
+    prev_state: u32,
+    memo: u32,
+}
+
+/// A resumable search over one partition.
+pub(crate) struct Search {
+    pub ops: Vec<SOp>,
+    /// Per op: its bit index within its class (required or optional).
+    bit: Vec<u32>,
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    pub machine: Machine,
+    state: u32,
+    req: Vec<u64>,
+    opt: Vec<u64>,
+    zob: Vec<u64>,
+    hash_req: u64,
+    remaining: usize,
+    stack: Vec<Frame>,
+    cursor: u32,
+    memo: Memo,
+    memo_bytes: Arc<AtomicUsize>,
+    memo_limit: usize,
+    /// The longest linearized sequence seen (op indices).
+    best: Vec<u32>,
+    stable: usize,
+    pub steps: u64,
+    done: Option<Progress>,
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl Search {
+    /// Builds the search; `memo_bytes` is shared by every search of one check.
+    pub fn new(
+        ops: Vec<SOp>,
+        machine: Machine,
+        init: u32,
+        memo_bytes: Arc<AtomicUsize>,
+        memo_limit: usize,
+    ) -> Search {
+        let n = ops.len();
+        let mut bit = vec![0u32; n];
+        let (mut nr, mut no) = (0u32, 0u32);
+        for (i, o) in ops.iter().enumerate() {
+            if o.ret.is_some() {
+                bit[i] = nr;
+                nr += 1;
+            } else {
+                bit[i] = no;
+                no += 1;
+            }
+        }
+        // Entries: HEAD = 0, call of op i = 1 + 2i, return of op i = 2 + 2i.
+        let mut order: Vec<(usize, u32)> = Vec::with_capacity(2 * n);
+        for (i, o) in ops.iter().enumerate() {
+            order.push((o.call, 1 + 2 * i as u32));
+            if let Some(r) = o.ret {
+                order.push((r, 2 + 2 * i as u32));
+            }
+        }
+        order.sort_unstable();
+        let mut next = vec![NIL; 2 * n + 1];
+        let mut prev = vec![NIL; 2 * n + 1];
+        let mut last = HEAD;
+        for &(_, e) in &order {
+            next[last as usize] = e;
+            prev[e as usize] = last;
+            last = e;
+        }
+        let wr = (nr as usize).div_ceil(64);
+        let wo = (no as usize).div_ceil(64);
+        let zob = (0..n as u64).map(|i| splitmix(i ^ 0x5EED)).collect();
+        Search {
+            bit,
+            next,
+            prev,
+            machine,
+            state: init,
+            req: vec![0; wr],
+            opt: vec![0; wo],
+            zob,
+            hash_req: 0,
+            remaining: nr as usize,
+            stack: Vec::new(),
+            cursor: NIL,
+            memo: Memo {
+                heads: FxHashMap::default(),
+                meta: Vec::new(),
+                words: Vec::new(),
+                wr,
+                wo,
+            },
+            memo_bytes,
+            memo_limit,
+            best: Vec::new(),
+            stable: 0,
+            steps: 0,
+            done: None,
+            ops,
+        }
+    }
+
+    /// The longest linearized sequence found so far (indices into `ops`).
+    pub fn best(&self) -> &[u32] {
+        &self.best
+    }
+
+    /// The final result, if the search has finished.
+    pub fn finished(&self) -> Option<&Progress> {
+        self.done.as_ref()
+    }
+
+    fn lift(&mut self, i: usize) {
+        for e in [1 + 2 * i, 2 + 2 * i] {
+            if e == 2 + 2 * i && self.ops[i].ret.is_none() {
+                continue;
+            }
+            let (p, n) = (self.prev[e], self.next[e]);
+            self.next[p as usize] = n;
+            if n != NIL {
+                self.prev[n as usize] = p;
+            }
+        }
+    }
+
+    fn unlift(&mut self, i: usize) {
+        // Reinsert in reverse order of removal so neighbours are restored.
+        for e in [2 + 2 * i, 1 + 2 * i] {
+            if e == 2 + 2 * i && self.ops[i].ret.is_none() {
+                continue;
+            }
+            let (p, n) = (self.prev[e], self.next[e]);
+            self.next[p as usize] = e as u32;
+            if n != NIL {
+                self.prev[n as usize] = e as u32;
+            }
+        }
+    }
+
+    fn flip(&mut self, i: usize) {
+        let b = self.bit[i] as usize;
+        if self.ops[i].ret.is_some() {
+            self.req[b / 64] ^= 1 << (b % 64);
+            self.hash_req ^= self.zob[i];
+        } else {
+            self.opt[b / 64] ^= 1 << (b % 64);
+        }
+    }
+
+    fn key(&self, state: u32) -> u64 {
+        self.hash_req ^ splitmix(state as u64 ^ 0xA5A5_0000_0000)
+    }
+
+    /// Runs up to `budget` steps.
+    pub fn run(&mut self, budget: u64) -> Progress {
+        if let Some(d) = &self.done {
+            return d.clone();
+        }
+        if self.cursor == NIL && self.stack.is_empty() && self.steps == 0 {
+            self.cursor = self.next[HEAD as usize];
+        }
+        let per_entry = self.memo.bytes_per_entry();
+        let mut left = budget;
+        while left > 0 {
+            left -= 1;
+            self.steps += 1;
+            if self.remaining == 0 {
+                self.done = Some(Progress::Valid);
+                return Progress::Valid;
+            }
+            let e = self.cursor;
+            if e != NIL && e % 2 == 1 {
+                let i = ((e - 1) / 2) as usize;
+                let optional = self.ops[i].ret.is_none();
+                if let Some(s2) = self.machine.step(self.state, &self.ops[i].op)
+                    && !(optional && s2 == self.state)
+                {
+                    self.flip(i);
+                    let h = self.key(s2);
+                    if let Some(slot) = self.memo.visit(h, &self.req, &self.opt, s2) {
+                        let total =
+                            self.memo_bytes.fetch_add(per_entry, Ordering::Relaxed) + per_entry;
+                        if total > self.memo_limit {
+                            self.done = Some(Progress::OutOfMemory);
+                            return Progress::OutOfMemory;
+                        }
+                        self.stack.push(Frame {
+                            op: i as u32,
+                            prev_state: self.state,
+                            memo: slot,
+                        });
+                        self.lift(i);
+                        self.state = s2;
+                        if !optional {
+                            self.remaining -= 1;
+                        }
+                        if self.stack.len() > self.best.len() {
+                            self.best.truncate(self.stable);
+                            self.best
+                                .extend(self.stack[self.stable..].iter().map(|f| f.op));
+                            self.stable = self.stack.len();
+                        }
+                        self.cursor = self.next[HEAD as usize];
+                        continue;
+                    }
+                    self.flip(i);
+                }
+                self.cursor = self.next[e as usize];
+            } else {
+                // A return (or the end): nothing left can go next here.
+                let Some(f) = self.stack.pop() else {
+                    self.done = Some(Progress::Invalid);
+                    return Progress::Invalid;
+                };
+                self.stable = self.stable.min(self.stack.len());
+                self.memo.meta[f.memo as usize].1 = true;
+                let i = f.op as usize;
+                self.unlift(i);
+                self.flip(i);
+                if self.ops[i].ret.is_some() {
+                    self.remaining += 1;
+                }
+                self.state = f.prev_state;
+                self.cursor = self.next[1 + 2 * i];
+            }
+        }
+        Progress::Continue
+    }
+}
+
+impl Drop for Search {
+    fn drop(&mut self) {
+        // Give the shared memo budget back so later searches (shrinking) can use it.
+        let used = self.memo.meta.len() * self.memo.bytes_per_entry();
+        self.memo_bytes.fetch_sub(used, Ordering::Relaxed);
+    }
+}
