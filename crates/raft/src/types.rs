@@ -153,7 +153,9 @@ pub enum MessageBody {
     },
     /// The answer to InstallSnapshot.
     InstallSnapshotResponse {
-        /// The follower's last log index after installing (or refusing) it.
+        /// The index up to which the follower's log now matches the
+        /// leader's: the snapshot's index, or the follower's commit index if
+        /// that is higher (it then ignored the snapshot).
         last_index: u64,
     },
     /// Leadership transfer: start an election now, without waiting.
@@ -218,8 +220,9 @@ pub struct ReadState {
 
 /// What the driver must do, in this order (the persistence contract):
 ///
-/// 1. If `snapshot` is set: persist it durably, drop every persisted log entry
-///    it covers, and reset the state machine from it.
+/// 1. If `snapshot` is set: persist it durably, drop the whole persisted log
+///    (the entries it covers and any after it: the log now continues at the
+///    snapshot's index + 1), and reset the state machine from it.
 /// 2. Append `entries` to the durable log. If the first entry's index is not
 ///    one past the last persisted index, first delete every persisted entry
 ///    from that index on (a conflict was truncated).
@@ -326,16 +329,12 @@ impl Bug {
     /// One line on what the mistake does.
     pub fn description(self) -> &'static str {
         match self {
-            Bug::VoteWithoutLogCheck => {
-                "grants votes without the up-to-date log check of §5.4.1"
-            }
+            Bug::VoteWithoutLogCheck => "grants votes without the up-to-date log check of §5.4.1",
             Bug::CommitPreviousTerm => {
                 "commits an older-term entry by counting replicas (Figure 8)"
             }
             Bug::ForgetVote => "the vote is not part of the persisted hard state",
-            Bug::NoTruncateOnConflict => {
-                "appends after a conflicting entry without deleting it"
-            }
+            Bug::NoTruncateOnConflict => "appends after a conflicting entry without deleting it",
             Bug::StaleLeaderRead => "serves ReadIndex reads without confirming leadership",
         }
     }
@@ -445,7 +444,12 @@ pub enum Error {
         /// The message's receiver.
         to: NodeId,
     },
+    /// A leadership transfer to a node that is not a peer.
+    #[error("node {0} is not a peer of this cluster")]
+    UnknownPeer(NodeId),
     /// An unknown deliberate-mistake name.
-    #[error("unknown bug {0:?}; known: vote-without-log-check, commit-previous-term, forget-vote, no-truncate-on-conflict, stale-leader-read")]
+    #[error(
+        "unknown bug {0:?}; known: vote-without-log-check, commit-previous-term, forget-vote, no-truncate-on-conflict, stale-leader-read"
+    )]
     UnknownBug(String),
 }
