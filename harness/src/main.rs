@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check history files (linearizability, set, counter).
+    Check(faultline::check::CheckArgs),
     /// Work with history files.
     #[command(subcommand)]
     History(HistoryCommand),
@@ -41,9 +43,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let result: anyhow::Result<u8> = match &cli.command {
+    let result: anyhow::Result<u8> = match cli.command {
+        Command::Check(args) => args.into_config().map(|cfg| faultline::check::run(&cfg)),
         Command::History(HistoryCommand::Convert(args)) => {
-            faultline::convert::run(args).map(|()| 0)
+            faultline::convert::run(&args).map(|()| 0)
         }
     };
     match result {

@@ -1,0 +1,251 @@
+//! The `register` and `kv` workloads: reads, writes of unique values and
+//! compare-and-set, on one key or on many independent keys.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::{Generator, HttpCall, Method, OpSpec, Reply, Workload, encode_key};
+
+/// One register (key `r`): read, write of unique values, cas.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RegisterWorkload;
+
+/// Many independent registers (keys `k0`..): the same operations per key,
+/// checked key by key.
+#[derive(Clone, Copy, Debug)]
+pub struct KvWorkload {
+    /// How many keys.
+    pub keys: usize,
+}
+
+impl Default for KvWorkload {
+    fn default() -> Self {
+        KvWorkload { keys: 8 }
+    }
+}
+
+/// Generates read (50 %), write (30 %) and cas (20 %) over a set of keys.
+/// Written values are `k × workers + worker + 1`, so unique in the run.
+struct RegisterGen {
+    rng: ChaCha8Rng,
+    keys: Vec<String>,
+    worker: u64,
+    workers: u64,
+    next: u64,
+    /// The last value this worker saw per key, to aim cas at.
+    seen: Vec<Value>,
+}
+
+impl RegisterGen {
+    fn new(seed: u64, worker: usize, workers: usize, keys: Vec<String>) -> RegisterGen {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // One stream per worker, from the one seed.
+        rng.set_stream(worker as u64 + 1);
+        let n = keys.len();
+        RegisterGen {
+            rng,
+            keys,
+            worker: worker as u64,
+            workers: workers.max(1) as u64,
+            next: 0,
+            seen: vec![Value::Null; n],
+        }
+    }
+
+    fn fresh(&mut self) -> u64 {
+        let v = self.next * self.workers + self.worker + 1;
+        self.next += 1;
+        v
+    }
+}
+
+impl Generator for RegisterGen {
+    fn next_op(&mut self) -> OpSpec {
+        let k = self.rng.random_range(0..self.keys.len());
+        let key = Some(self.keys[k].clone());
+        let roll = self.rng.random_range(0..10u32);
+        let (f, value) = match roll {
+            0..5 => ("read", Value::Null),
+            5..8 => ("write", json!(self.fresh())),
+            _ => {
+                let from = self.seen[k].clone();
+                ("cas", json!([from, self.fresh()]))
+            }
+        };
+        OpSpec {
+            f: f.to_string(),
+            key,
+            value,
+        }
+    }
+
+    fn observe(&mut self, op: &OpSpec, reply: &Reply) {
+        let Some(k) = op.key.as_ref().and_then(|k| self.keys.iter().position(|x| x == k)) else {
+            return;
+        };
+        match (op.f.as_str(), reply) {
+            ("read", Reply::Ok(v)) => self.seen[k] = v.clone(),
+            ("write", Reply::Ok(_)) => self.seen[k] = op.value.clone(),
+            ("cas", Reply::Ok(_)) => self.seen[k] = op.value[1].clone(),
+            // A failed cas tells us the current value, when the node says it.
+            ("cas", Reply::Fail(v, _)) if !v.is_null() => self.seen[k] = v.clone(),
+            _ => {}
+        }
+    }
+}
+
+fn request(op: &OpSpec) -> HttpCall {
+    let key = encode_key(op.key.as_deref().unwrap_or("r"));
+    match op.f.as_str() {
+        "write" => HttpCall {
+            method: Method::Put,
+            path: format!("/kv/{key}"),
+            body: Some(json!({ "value": op.value })),
+        },
+        "cas" => HttpCall {
+            method: Method::Post,
+            path: format!("/kv/{key}/cas"),
+            body: Some(json!({ "from": op.value[0], "to": op.value[1] })),
+        },
+        // Reads, and anything unknown, are linearizable reads.
+        _ => HttpCall {
+            method: Method::Get,
+            path: format!("/kv/{key}?consistency=linearizable"),
+            body: None,
+        },
+    }
+}
+
+fn interpret(op: &OpSpec, status: u16, body: &Value) -> Reply {
+    match (op.f.as_str(), status) {
+        ("read", 200) => Reply::Ok(body.get("value").cloned().unwrap_or(Value::Null)),
+        ("write", 200) => Reply::Ok(op.value.clone()),
+        ("cas", 200) => Reply::Ok(op.value.clone()),
+        // The node read the register and it differed from `from`.
+        ("cas", 412) => Reply::Fail(
+            body.get("value").cloned().unwrap_or(Value::Null),
+            "cas-mismatch".to_string(),
+        ),
+        (_, s) => Reply::Info(format!("unexpected status {s} for {}: {body}", op.f)),
+    }
+}
+
+impl Workload for RegisterWorkload {
+    fn name(&self) -> &'static str {
+        "register"
+    }
+    fn description(&self) -> &'static str {
+        "one register: read, write of unique values, cas; checked for linearizability"
+    }
+    fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator> {
+        Box::new(RegisterGen::new(seed, worker, workers, vec!["r".to_string()]))
+    }
+    fn request(&self, op: &OpSpec) -> HttpCall {
+        request(op)
+    }
+    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
+        interpret(op, status, body)
+    }
+    fn final_reads(&self) -> Vec<OpSpec> {
+        vec![read("r")]
+    }
+}
+
+impl KvWorkload {
+    fn keys(&self) -> Vec<String> {
+        (0..self.keys.max(1)).map(|i| format!("k{i}")).collect()
+    }
+}
+
+impl Workload for KvWorkload {
+    fn name(&self) -> &'static str {
+        "kv"
+    }
+    fn description(&self) -> &'static str {
+        "8 independent registers: read, write, cas per key; checked key by key"
+    }
+    fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator> {
+        Box::new(RegisterGen::new(seed, worker, workers, self.keys()))
+    }
+    fn request(&self, op: &OpSpec) -> HttpCall {
+        request(op)
+    }
+    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
+        interpret(op, status, body)
+    }
+    fn final_reads(&self) -> Vec<OpSpec> {
+        self.keys().iter().map(|k| read(k)).collect()
+    }
+}
+
+fn read(key: &str) -> OpSpec {
+    OpSpec {
+        f: "read".to_string(),
+        key: Some(key.to_string()),
+        value: Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn generators_are_seeded_and_values_unique() {
+        let w = KvWorkload::default();
+        let ops = |seed| {
+            let mut g = w.generator(seed, 1, 3);
+            (0..200).map(|_| g.next_op()).collect::<Vec<_>>()
+        };
+        assert_eq!(ops(42), ops(42));
+        assert_ne!(ops(42), ops(43));
+        let mut seen = HashSet::new();
+        for worker in 0..3 {
+            let mut g = w.generator(42, worker, 3);
+            for _ in 0..500 {
+                let op = g.next_op();
+                let v = match op.f.as_str() {
+                    "write" => op.value.clone(),
+                    "cas" => op.value[1].clone(),
+                    _ => continue,
+                };
+                assert!(seen.insert(v.to_string()), "duplicate value {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn ops_map_onto_the_http_api() {
+        let w = RegisterWorkload;
+        let cas = OpSpec {
+            f: "cas".into(),
+            key: Some("r".into()),
+            value: json!([1, 2]),
+        };
+        let call = w.request(&cas);
+        assert_eq!(call.method, Method::Post);
+        assert_eq!(call.path, "/kv/r/cas");
+        assert_eq!(call.body, Some(json!({"from": 1, "to": 2})));
+        assert_eq!(
+            w.interpret(&cas, 412, &json!({"ok": false, "value": 5})),
+            Reply::Fail(json!(5), "cas-mismatch".into())
+        );
+        let r = read("r");
+        assert_eq!(w.interpret(&r, 200, &json!({"value": 7})), Reply::Ok(json!(7)));
+        assert_eq!(w.request(&r).method, Method::Get);
+    }
+
+    #[test]
+    fn cas_aims_at_observed_values() {
+        let w = RegisterWorkload;
+        let mut g = w.generator(1, 0, 1);
+        g.observe(&read("r"), &Reply::Ok(json!(99)));
+        let cas = (0..100)
+            .map(|_| g.next_op())
+            .find(|o| o.f == "cas")
+            .expect("a cas within 100 ops");
+        assert_eq!(cas.value[0], json!(99));
+    }
+}
