@@ -27,6 +27,7 @@ mod log;
 mod progress;
 mod raft;
 mod read_only;
+pub mod sim;
 mod types;
 
 pub use raft::Raft;

@@ -83,6 +83,19 @@ impl Raft {
             .filter(|&p| p != config.id)
             .collect();
         others.sort_unstable();
+        let mut hard_state = hard_state;
+        let log_term = entries
+            .last()
+            .map(|e| e.term)
+            .or(snapshot.as_ref().map(|s| s.meta.term))
+            .unwrap_or(0);
+        if log_term > hard_state.term {
+            // A crash between writing the entries of a Ready and its hard
+            // state: nothing of that Ready was sent (messages go out after
+            // both are durable), so no vote was promised in the newer term.
+            hard_state.term = log_term;
+            hard_state.vote = None;
+        }
         let log = RaftLog::restore(snapshot, entries, hard_state.commit);
         let mut r = Raft {
             id: config.id,
@@ -1143,12 +1156,6 @@ fn validate_persisted(
         }
         term = e.term;
         expect += 1;
-    }
-    if term > hs.term {
-        return bad(format!(
-            "log holds term {} beyond the hard state's term {}",
-            term, hs.term
-        ));
     }
     let last = expect - 1;
     if hs.commit > last {
