@@ -1,6 +1,5 @@
-//! The `faultline-node` binary: a thin wrapper around the `faultline_node` library.
+//! The `faultline-node` binary: a thin wrapper around [`faultline_node::main_with_args`].
 
-fn main() {
-    eprintln!("faultline-node: not built yet");
-    std::process::exit(3);
+fn main() -> std::process::ExitCode {
+    faultline_node::main_with_args(std::env::args_os())
 }
