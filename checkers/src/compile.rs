@@ -82,10 +82,6 @@ fn bad_value(op: &Op, expected: &str) -> CheckError {
     }
 }
 
-fn str_syms(s: &str) -> Vec<u32> {
-    s.bytes().map(u32::from).collect()
-}
-
 pub(crate) fn compile(ops: &[Op], opts: &LinOptions) -> Result<Compiled, CheckError> {
     let model = opts.model;
     let mut values = Values::new();
@@ -138,7 +134,7 @@ pub(crate) fn compile(ops: &[Op], opts: &LinOptions) -> Result<Compiled, CheckEr
         let init = match shape {
             Shape::Register => values.id(&opts.initial),
             Shape::Str => match &opts.initial {
-                J::String(s) => machine.seq_node(&str_syms(s)),
+                J::String(s) => machine.str_id(s.as_bytes()),
                 _ => 0,
             },
             Shape::List => match &opts.initial {
@@ -197,21 +193,19 @@ pub(crate) fn compile(ops: &[Op], opts: &LinOptions) -> Result<Compiled, CheckEr
                         None
                     } else {
                         match &op.value {
-                            J::Null if nil_any => Some(MOp::SeqRead(None)),
-                            J::Null => Some(MOp::SeqRead(Some(0))),
-                            J::String(s) => {
-                                Some(MOp::SeqRead(Some(machine.seq_node(&str_syms(s)))))
-                            }
+                            J::Null if nil_any => Some(MOp::StrRead(None)),
+                            J::Null => Some(MOp::StrRead(Some(0))),
+                            J::String(s) => Some(MOp::StrRead(Some(machine.str_id(s.as_bytes())))),
                             _ => return Err(bad_value(op, "a string")),
                         }
                     }
                 }
                 (Shape::Str, "write" | "put") => match &op.value {
-                    J::String(s) => Some(MOp::SeqPut(machine.seq_node(&str_syms(s)))),
+                    J::String(s) => Some(MOp::StrPut(machine.str_id(s.as_bytes()))),
                     _ => return Err(bad_value(op, "a string")),
                 },
                 (Shape::Str, "append") => match &op.value {
-                    J::String(s) => Some(MOp::SeqAppend(str_syms(s).into())),
+                    J::String(s) => Some(MOp::StrAppend(machine.str_id(s.as_bytes()))),
                     _ => return Err(bad_value(op, "a string")),
                 },
                 (Shape::List, "read" | "get") => {
@@ -302,8 +296,10 @@ pub(crate) fn describe_state(c: &Compiled, shape: Shape, machine: &Machine, stat
             v => format!("the register holds {v}"),
         },
         Shape::Str => {
-            let bytes: Vec<u8> = machine.seq_of(state).into_iter().map(|b| b as u8).collect();
-            format!("the value is {:?}", String::from_utf8_lossy(&bytes))
+            format!(
+                "the value is {:?}",
+                String::from_utf8_lossy(machine.str_of(state))
+            )
         }
         Shape::List => {
             let xs: Vec<J> = machine

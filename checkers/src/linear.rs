@@ -180,6 +180,94 @@ fn subset_invalid(
     s.run(steps) == Progress::Invalid
 }
 
+/// The ops among `set` (indices into `part.ops`) that observe a value no op
+/// in `set` (nor the initial state) could have produced, ignoring order.
+fn unsupported_reads(part: &Part, set: &[usize]) -> Vec<usize> {
+    use crate::model::{CasObs, MOp, TxnStep};
+    use rustc_hash::FxHashSet;
+    let m = &part.machine;
+    let mut written: FxHashSet<(u16, u32)> = FxHashSet::default();
+    let mut appended: Vec<&[u8]> = Vec::new();
+    let mut elems: FxHashSet<u32> = FxHashSet::default();
+    let mut acquires = 0usize;
+    for &i in set {
+        match &part.ops[i].op {
+            MOp::Write(v) => {
+                written.insert((0, *v));
+            }
+            MOp::Cas {
+                to,
+                obs: CasObs::Succeeded,
+                ..
+            } => {
+                written.insert((0, *to));
+            }
+            MOp::StrAppend(v) | MOp::StrPut(v) => appended.push(m.str_of(*v)),
+            MOp::SeqAppend(xs) => elems.extend(xs.iter().copied()),
+            MOp::Txn(steps) => {
+                for s in steps.iter() {
+                    if let TxnStep::Write(r, v) = s {
+                        written.insert((*r, *v));
+                    }
+                }
+            }
+            MOp::Acquire => acquires += 1,
+            _ => {}
+        }
+    }
+    let init_vec = m.vec_of(part.init).to_vec();
+    let init_elems: FxHashSet<u32> = m.seq_of(part.init).into_iter().collect();
+    let init_str = m.str_of(part.init);
+    // Whether `s` can be built from the initial string or an appended/put
+    // string, followed by appended strings (each usable any number of times).
+    let tileable = |s: &[u8]| {
+        let mut reach = vec![false; s.len() + 1];
+        reach[0] = true;
+        if s.starts_with(init_str) {
+            reach[init_str.len()] = true;
+        }
+        for p in 0..s.len() {
+            if !reach[p] {
+                continue;
+            }
+            for a in &appended {
+                if !a.is_empty() && s[p..].starts_with(a) {
+                    reach[p + a.len()] = true;
+                }
+            }
+        }
+        reach[s.len()]
+    };
+    let mut out = Vec::new();
+    for &i in set {
+        let ok = match &part.ops[i].op {
+            MOp::Read(Some(v))
+            | MOp::Cas {
+                from: v,
+                obs: CasObs::Succeeded,
+                ..
+            } => *v == part.init || written.contains(&(0, *v)),
+            MOp::StrRead(Some(v)) => tileable(m.str_of(*v)),
+            MOp::SeqRead(Some(v)) => m
+                .seq_of(*v)
+                .iter()
+                .all(|e| elems.contains(e) || init_elems.contains(e)),
+            MOp::Txn(steps) => steps.iter().all(|s| match s {
+                TxnStep::Read(r, Some(v)) => {
+                    init_vec.get(*r as usize) == Some(v) || written.contains(&(*r, *v))
+                }
+                _ => true,
+            }),
+            MOp::Release => acquires > 0,
+            _ => true,
+        };
+        if !ok {
+            out.push(i);
+        }
+    }
+    out
+}
+
 fn build_witness(
     ops: &[Op],
     compiled: &Compiled,
@@ -237,9 +325,12 @@ fn build_witness(
             ));
         }
     }
-    // Shrink: remove chunks while the rest stays non-linearizable.
+    // Shrink: remove chunks while the rest stays non-linearizable, and every
+    // read that some op in the full set explains stays explained (else the
+    // shrunk set would just be "a read of a value nobody wrote").
     let shrink_deadline = Instant::now() + opts.shrink_time;
     let mut cur: Vec<usize> = (0..part.ops.len()).collect();
+    let baseline = unsupported_reads(part, &cur);
     let mut complete = true;
     let mut chunk = cur.len().div_ceil(2).max(1);
     'outer: loop {
@@ -251,9 +342,16 @@ fn build_witness(
             }
             let end = (i + chunk).min(cur.len());
             let cand: Vec<usize> = cur[..i].iter().chain(&cur[end..]).copied().collect();
-            let sub: Vec<SOp> = cand.iter().map(|&j| part.ops[j].clone()).collect();
+            let sub = || {
+                cand.iter()
+                    .map(|&j| part.ops[j].clone())
+                    .collect::<Vec<SOp>>()
+            };
             if !cand.is_empty()
-                && subset_invalid(part, sub, opts.shrink_steps, memo, opts.memo_limit_bytes)
+                && unsupported_reads(part, &cand)
+                    .iter()
+                    .all(|r| baseline.contains(r))
+                && subset_invalid(part, sub(), opts.shrink_steps, memo, opts.memo_limit_bytes)
             {
                 cur = cand;
             } else {

@@ -60,10 +60,14 @@ pub(crate) enum MOp {
     Cas { from: u32, to: u32, obs: CasObs },
     /// Sequence read (string or list); `None` matches anything. The id is a trie node.
     SeqRead(Option<u32>),
-    /// Sequence overwrite with the trie node of the new content.
-    SeqPut(u32),
-    /// Sequence append of these symbols (string bytes or one list element).
+    /// Sequence append of these symbols (one list element).
     SeqAppend(Box<[u32]>),
+    /// String read; `None` matches anything. The id is an interned string.
+    StrRead(Option<u32>),
+    /// String overwrite with an interned string.
+    StrPut(u32),
+    /// String append (concatenation) of an interned string.
+    StrAppend(u32),
     /// Transaction over registers: `(register, None)` = read any, `(register, Some(Read v))`…
     Txn(Box<[TxnStep]>),
     /// Mutex acquire.
@@ -89,9 +93,16 @@ pub(crate) struct Machine {
     trie: FxHashMap<(u32, u32), u32>,
     /// Parent and symbol of each trie node (for describing states).
     nodes: Vec<(u32, u32)>,
+    /// Length of each trie node's sequence.
+    depth: Vec<u32>,
     /// Interned register vectors for transactions.
     vecs: Vec<Box<[u32]>>,
     vec_ids: FxHashMap<Box<[u32]>, u32>,
+    /// Interned strings; id 0 is "".
+    strs: Vec<Box<[u8]>>,
+    str_ids: FxHashMap<Box<[u8]>, u32>,
+    /// (string, appended string) → concatenation.
+    concat: FxHashMap<(u32, u32), u32>,
 }
 
 impl Machine {
@@ -99,8 +110,43 @@ impl Machine {
     pub(crate) fn new() -> Machine {
         Machine {
             nodes: vec![(u32::MAX, 0)],
+            depth: vec![0],
+            strs: vec![Box::from(&b""[..])],
+            str_ids: std::iter::once((Box::from(&b""[..]), 0)).collect(),
             ..Machine::default()
         }
+    }
+
+    /// The id of an interned string, interning it.
+    pub(crate) fn str_id(&mut self, s: &[u8]) -> u32 {
+        if let Some(&id) = self.str_ids.get(s) {
+            return id;
+        }
+        let id = self.strs.len() as u32;
+        self.strs.push(s.into());
+        self.str_ids.insert(s.into(), id);
+        id
+    }
+
+    /// The bytes of an interned string.
+    pub(crate) fn str_of(&self, id: u32) -> &[u8] {
+        self.strs.get(id as usize).map(|s| &s[..]).unwrap_or(b"")
+    }
+
+    /// Whether interned string `a` is a prefix of interned string `b`.
+    pub(crate) fn str_is_prefix(&self, a: u32, b: u32) -> bool {
+        self.str_of(b).starts_with(self.str_of(a))
+    }
+
+    fn concat(&mut self, a: u32, b: u32) -> u32 {
+        if let Some(&c) = self.concat.get(&(a, b)) {
+            return c;
+        }
+        let mut v = self.str_of(a).to_vec();
+        v.extend_from_slice(self.str_of(b));
+        let c = self.str_id(&v);
+        self.concat.insert((a, b), c);
+        c
     }
 
     /// The trie node of a sequence, creating it.
@@ -115,10 +161,23 @@ impl Machine {
     fn child(&mut self, node: u32, sym: u32) -> u32 {
         let next = self.nodes.len() as u32;
         let nodes = &mut self.nodes;
+        let depth = &mut self.depth;
         *self.trie.entry((node, sym)).or_insert_with(|| {
             nodes.push((node, sym));
+            depth.push(depth[node as usize] + 1);
             next
         })
+    }
+
+    /// Whether the sequence of trie node `a` is a prefix of that of node `b`.
+    pub(crate) fn is_prefix(&self, a: u32, b: u32) -> bool {
+        let (da, mut db) = (self.depth[a as usize], self.depth[b as usize]);
+        let mut n = b;
+        while db > da {
+            n = self.nodes[n as usize].0;
+            db -= 1;
+        }
+        n == a
     }
 
     /// The state id of a register vector, interning it.
@@ -153,9 +212,12 @@ impl Machine {
     #[inline]
     pub(crate) fn step(&mut self, state: u32, op: &MOp) -> Option<u32> {
         match op {
-            MOp::Read(None) | MOp::SeqRead(None) => Some(state),
-            MOp::Read(Some(v)) | MOp::SeqRead(Some(v)) => (*v == state).then_some(state),
-            MOp::Write(v) | MOp::SeqPut(v) => Some(*v),
+            MOp::Read(None) | MOp::SeqRead(None) | MOp::StrRead(None) => Some(state),
+            MOp::Read(Some(v)) | MOp::SeqRead(Some(v)) | MOp::StrRead(Some(v)) => {
+                (*v == state).then_some(state)
+            }
+            MOp::Write(v) | MOp::StrPut(v) => Some(*v),
+            MOp::StrAppend(v) => Some(self.concat(state, *v)),
             MOp::Cas { from, to, obs } => match obs {
                 CasObs::Succeeded => (*from == state).then_some(*to),
                 CasObs::Failed => (*from != state).then_some(state),

@@ -129,6 +129,13 @@ pub(crate) struct Search {
     stable: usize,
     pub steps: u64,
     done: Option<Progress>,
+    /// Pass 1 tries required calls, pass 2 optional ones (only when pass 1 is stuck).
+    pass2: bool,
+    /// Optional ops not linearized.
+    opt_left: usize,
+    /// Whether the partition's states are sequences that only puts can shrink
+    /// (enables the read-prefix lookahead).
+    seq: bool,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -205,6 +212,11 @@ impl Search {
             stable: 0,
             steps: 0,
             done: None,
+            pass2: false,
+            opt_left: no as usize,
+            seq: ops
+                .iter()
+                .any(|o| matches!(o.op, MOp::SeqAppend(_) | MOp::StrAppend(_))),
             ops,
         }
     }
@@ -260,6 +272,27 @@ impl Search {
         self.hash_req ^ splitmix(state as u64 ^ 0xA5A5_0000_0000)
     }
 
+    /// Whether the state can no longer match the next read: walking the list
+    /// from the front, the first required sequence read whose return comes
+    /// before any put's call must see a value that extends the current state
+    /// (only appends can happen before it).
+    fn read_ahead_dead(&self) -> bool {
+        let mut e = self.next[HEAD as usize];
+        while e != NIL {
+            let i = ((e - 1) / 2) as usize;
+            match (&self.ops[i].op, e % 2 == 1) {
+                (MOp::StrPut(_), true) => return false,
+                (MOp::SeqRead(Some(v)), false) => return !self.machine.is_prefix(self.state, *v),
+                (MOp::StrRead(Some(v)), false) => {
+                    return !self.machine.str_is_prefix(self.state, *v);
+                }
+                _ => {}
+            }
+            e = self.next[e as usize];
+        }
+        false
+    }
+
     /// Runs up to `budget` steps.
     pub fn run(&mut self, budget: u64) -> Progress {
         if let Some(d) = &self.done {
@@ -281,6 +314,10 @@ impl Search {
             if e != NIL && e % 2 == 1 {
                 let i = ((e - 1) / 2) as usize;
                 let optional = self.ops[i].ret.is_none();
+                if optional != self.pass2 {
+                    self.cursor = self.next[e as usize];
+                    continue;
+                }
                 if let Some(s2) = self.machine.step(self.state, &self.ops[i].op)
                     && !(optional && s2 == self.state)
                 {
@@ -300,9 +337,12 @@ impl Search {
                         });
                         self.lift(i);
                         self.state = s2;
-                        if !optional {
+                        if optional {
+                            self.opt_left -= 1;
+                        } else {
                             self.remaining -= 1;
                         }
+                        self.pass2 = false;
                         if self.stack.len() > self.best.len() {
                             self.best.truncate(self.stable);
                             self.best
@@ -310,6 +350,11 @@ impl Search {
                             self.stable = self.stack.len();
                         }
                         self.cursor = self.next[HEAD as usize];
+                        if self.seq && self.read_ahead_dead() {
+                            // Backtrack at the next step.
+                            self.cursor = NIL;
+                            self.pass2 = true;
+                        }
                         continue;
                     }
                     self.flip(i);
@@ -317,6 +362,11 @@ impl Search {
                 self.cursor = self.next[e as usize];
             } else {
                 // A return (or the end): nothing left can go next here.
+                if !self.pass2 && self.opt_left > 0 {
+                    self.pass2 = true;
+                    self.cursor = self.next[HEAD as usize];
+                    continue;
+                }
                 let Some(f) = self.stack.pop() else {
                     self.done = Some(Progress::Invalid);
                     return Progress::Invalid;
@@ -328,6 +378,10 @@ impl Search {
                 self.flip(i);
                 if self.ops[i].ret.is_some() {
                     self.remaining += 1;
+                    self.pass2 = false;
+                } else {
+                    self.opt_left += 1;
+                    self.pass2 = true;
                 }
                 self.state = f.prev_state;
                 self.cursor = self.next[1 + 2 * i];
