@@ -268,6 +268,14 @@ fn unsupported_reads(part: &Part, set: &[usize]) -> Vec<usize> {
     out
 }
 
+fn others(n: usize) -> String {
+    match n {
+        0 => "no other op".to_string(),
+        1 => "the 1 other op that may precede it".to_string(),
+        n => format!("the {n} other ops that may precede it"),
+    }
+}
+
 fn build_witness(
     ops: &[Op],
     compiled: &Compiled,
@@ -317,11 +325,17 @@ fn build_witness(
         ));
         if legal_here {
             explanation.push_str(&format!(
-                "could go next, but every order of it and the {rivals} other ops that may precede it leads to a dead end."
+                "could go next, but every order of it and {} leads to a dead end.",
+                others(rivals)
             ));
         } else {
             explanation.push_str(&format!(
-                "cannot take effect in that state, and none of the {rivals} other ops that may precede it can make it possible."
+                "cannot take effect in that state, and {}.",
+                if rivals == 0 {
+                    "no other op may go before it".to_string()
+                } else {
+                    format!("none of {} can make it possible", others(rivals))
+                }
             ));
         }
     }
@@ -335,6 +349,7 @@ fn build_witness(
     let mut chunk = cur.len().div_ceil(2).max(1);
     'outer: loop {
         let mut i = 0;
+        let mut changed = false;
         while i < cur.len() {
             if Instant::now() >= shrink_deadline {
                 complete = false;
@@ -354,11 +369,14 @@ fn build_witness(
                 && subset_invalid(part, sub(), opts.shrink_steps, memo, opts.memo_limit_bytes)
             {
                 cur = cand;
+                changed = true;
             } else {
                 i += chunk;
             }
         }
-        if chunk == 1 {
+        // Removals are not monotone (a removed read can free the write it
+        // needed), so single-op passes repeat until nothing changes.
+        if chunk == 1 && !changed {
             break;
         }
         chunk = chunk.div_ceil(2);

@@ -10,9 +10,17 @@ use std::process::ExitCode;
 /// Exit code for an error: unreadable file, bad flags, internal failure.
 const EXIT_ERROR: u8 = 3;
 
+/// Exit code for bad arguments (clap errors and failed validation).
+const EXIT_USAGE: u8 = 4;
+
 /// faultline: a Jepsen-style fault-injection harness.
 #[derive(Debug, Parser)]
-#[command(name = "faultline", version, about)]
+#[command(
+    name = "faultline",
+    version,
+    about,
+    after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness or cluster error, 4 bad arguments."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +30,19 @@ struct Cli {
 enum Command {
     /// Check history files (linearizability, set, counter).
     Check(faultline::check::CheckArgs),
+    /// Start a cluster, inject faults, drive clients, check and store the run.
+    #[command(
+        after_help = "Stores store/<workload>/<timestamp>/ with history.jsonl, nemesis.jsonl, \
+config.json, results.json and nodes/ (logs and data); store/latest points at the newest run.\n\
+Exit codes: 0 valid, 1 invalid, 2 unknown (or interrupted), 3 harness or cluster error, 4 bad arguments."
+    )]
+    Run(faultline::run::RunArgs),
+    /// Re-check a stored run (a run folder, or `latest`).
+    #[command(after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown, 3 error, 4 bad arguments.")]
+    Analyze(faultline::run::AnalyzeArgs),
+    /// Measure the fault proxy's added latency (pass mode) and exit.
+    #[command(hide = true)]
+    BenchProxy(faultline::bench::BenchArgs),
     /// Work with history files.
     #[command(subcommand)]
     History(HistoryCommand),
@@ -34,10 +55,23 @@ enum HistoryCommand {
 }
 
 fn main() -> ExitCode {
+    // Hidden node mode: `faultline node ARGS` runs a faultline-node in this
+    // process, so `faultline run` needs no separately built node program.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "node") {
+        let rest = std::iter::once(std::ffi::OsString::from("faultline-node")).chain(args);
+        return faultline_node::main_with_args(rest);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_ERROR } else { 0 };
+            // `check` promises exit 3 for bad flags (issue 4); the rest use 4.
+            let check = std::env::args().nth(1).is_some_and(|a| a == "check");
+            let code = match (e.use_stderr(), check) {
+                (false, _) => 0,
+                (true, true) => EXIT_ERROR,
+                (true, false) => EXIT_USAGE,
+            };
             // Printing can only fail if stdout/stderr are gone; nothing to do then.
             let _ = e.print();
             return ExitCode::from(code);
@@ -48,12 +82,19 @@ fn main() -> ExitCode {
         Command::History(HistoryCommand::Convert(args)) => {
             faultline::convert::run(&args).map(|()| 0)
         }
+        Command::Run(args) => faultline::run::run(&args).map(|o| o.exit),
+        Command::Analyze(args) => faultline::run::analyze(&args),
+        Command::BenchProxy(args) => faultline::bench::run(&args).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("faultline: error: {e:#}");
-            ExitCode::from(EXIT_ERROR)
+            if e.downcast_ref::<faultline::run::UsageError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_ERROR)
+            }
         }
     }
 }

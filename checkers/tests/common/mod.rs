@@ -1,0 +1,3 @@
+//! Helpers shared by the checkers' integration tests.
+
+pub mod histgen;

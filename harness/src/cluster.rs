@@ -1,0 +1,410 @@
+//! A running cluster: node processes (through the [`Supervisor`]), a proxy on
+//! every directed peer link (and optionally on every client link), the
+//! nodes' `/status`, and [`Cluster::apply`], which carries out a nemesis
+//! [`Fault`].
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::nemesis::Fault;
+use crate::proxy::{LinkMode, Proxy};
+use crate::supervisor::{NodeProgram, NodeSpec, ProcState, Supervisor};
+
+/// How to build a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Number of nodes (ids `n1`..).
+    pub nodes: usize,
+    /// The node program.
+    pub program: NodeProgram,
+    /// Put a proxy on every client→node link too.
+    pub client_proxies: bool,
+    /// Extra flags for every node (e.g. `--bug NAME`).
+    pub node_args: Vec<String>,
+    /// Seed for the proxies' jitter and loss draws.
+    pub seed: u64,
+}
+
+/// A node's `/status` answer (the fields the harness uses).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// The node's id.
+    pub id: String,
+    /// `follower`, `pre_candidate`, `candidate` or `leader`.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// The leader it knows, if any.
+    pub leader: Option<String>,
+    /// Commit index.
+    #[serde(default)]
+    pub commit_index: u64,
+}
+
+/// One node as the harness addresses it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeInfo {
+    /// Its id.
+    pub id: String,
+    /// The URL clients use (a proxy when client proxies are on).
+    pub client_url: String,
+    /// The node's own client URL (for `/status`, never proxied).
+    pub direct_url: String,
+    /// Where it accepts peers.
+    pub peer_addr: SocketAddr,
+}
+
+/// A running cluster. Dropping it kills every node.
+pub struct Cluster {
+    /// The nodes, in id order.
+    pub nodes: Vec<NodeInfo>,
+    /// The processes.
+    pub supervisor: Supervisor,
+    /// `links[i][j]`: the proxy node `i` dials to reach node `j` (`None` on the diagonal).
+    links: Vec<Vec<Option<Proxy>>>,
+    client_links: Vec<Option<Proxy>>,
+    net: std::sync::Mutex<Net>,
+    http: reqwest::Client,
+}
+
+/// The network faults in force: which directed links are cut, and the mode
+/// every other link has.
+#[derive(Debug)]
+struct Net {
+    cut: BTreeSet<(usize, usize)>,
+    quality: LinkMode,
+}
+
+impl Cluster {
+    /// Starts proxies and nodes; data and logs go under `nodes_dir`.
+    pub async fn start(
+        cfg: &ClusterConfig,
+        nodes_dir: &Path,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Cluster> {
+        let n = cfg.nodes;
+        std::fs::create_dir_all(nodes_dir)
+            .with_context(|| format!("cannot create {}", nodes_dir.display()))?;
+        let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        // Reserve loopback ports by binding port 0, holding every one until
+        // all are chosen so no two collide; the nodes bind them a moment
+        // later (a clash shows up as a node that fails to start).
+        let mut holders = Vec::new();
+        let mut client_addrs = Vec::new();
+        let mut peer_addrs = Vec::new();
+        for _ in 0..n {
+            for out in [&mut client_addrs, &mut peer_addrs] {
+                let l = std::net::TcpListener::bind("127.0.0.1:0")
+                    .context("cannot bind a loopback port")?;
+                out.push(l.local_addr()?);
+                holders.push(l);
+            }
+        }
+        drop(holders);
+
+        let mut links: Vec<Vec<Option<Proxy>>> = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut row = Vec::with_capacity(n);
+            for (j, peer) in peer_addrs.iter().enumerate() {
+                if i == j {
+                    row.push(None);
+                    continue;
+                }
+                let seed = cfg.seed ^ ((i as u64) << 32 | j as u64);
+                let p = Proxy::start(*peer, seed, cancel.clone(), tracker)
+                    .await
+                    .context("cannot start a link proxy")?;
+                row.push(Some(p));
+            }
+            links.push(row);
+        }
+        let mut client_links = Vec::with_capacity(n);
+        for (i, addr) in client_addrs.iter().enumerate() {
+            if cfg.client_proxies {
+                let seed = cfg.seed ^ (0xc11e_u64 << 32 | i as u64);
+                let p = Proxy::start(*addr, seed, cancel.clone(), tracker)
+                    .await
+                    .context("cannot start a client proxy")?;
+                client_links.push(Some(p));
+            } else {
+                client_links.push(None);
+            }
+        }
+
+        let mut nodes = Vec::with_capacity(n);
+        let mut specs = Vec::with_capacity(n);
+        for i in 0..n {
+            let direct_url = format!("http://{}", client_addrs[i]);
+            let client_url = match &client_links[i] {
+                Some(p) => format!("http://{}", p.addr()),
+                None => direct_url.clone(),
+            };
+            nodes.push(NodeInfo {
+                id: ids[i].clone(),
+                client_url,
+                direct_url,
+                peer_addr: peer_addrs[i],
+            });
+        }
+        for i in 0..n {
+            let data_dir = nodes_dir.join(&ids[i]);
+            let mut args = vec![
+                "--id".to_string(),
+                ids[i].clone(),
+                "--data-dir".to_string(),
+                data_dir.display().to_string(),
+                "--client-addr".to_string(),
+                client_addrs[i].to_string(),
+                "--peer-addr".to_string(),
+                peer_addrs[i].to_string(),
+            ];
+            for j in 0..n {
+                if let Some(p) = &links[i][j] {
+                    args.push("--peer".to_string());
+                    args.push(format!("{}={}", ids[j], p.addr()));
+                    args.push("--peer-client".to_string());
+                    args.push(format!("{}={}", ids[j], nodes[j].client_url));
+                }
+            }
+            args.extend(cfg.node_args.iter().cloned());
+            specs.push(NodeSpec {
+                id: ids[i].clone(),
+                args,
+                log_path: nodes_dir.join(format!("{}.log", ids[i])),
+            });
+        }
+        let supervisor = Supervisor::new(cfg.program.clone(), specs);
+        supervisor.start_all()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .pool_max_idle_per_host(2)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Cluster {
+            nodes,
+            supervisor,
+            links,
+            client_links,
+            net: std::sync::Mutex::new(Net {
+                cut: BTreeSet::new(),
+                quality: LinkMode::Pass,
+            }),
+            http,
+        })
+    }
+
+    /// Node ids in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.id.clone()).collect()
+    }
+
+    fn index_of(&self, id: &str) -> Result<usize> {
+        match self.nodes.iter().position(|n| n.id == id) {
+            Some(i) => Ok(i),
+            None => bail!("no node named {id}"),
+        }
+    }
+
+    /// The proxy node `from` dials to reach node `to`.
+    pub fn link(&self, from: &str, to: &str) -> Result<&Proxy> {
+        let (i, j) = (self.index_of(from)?, self.index_of(to)?);
+        match &self.links[i][j] {
+            Some(p) => Ok(p),
+            None => bail!("no link from a node to itself"),
+        }
+    }
+
+    /// The proxy on the client link to `node`, when client proxies are on.
+    pub fn client_link(&self, node: &str) -> Result<Option<&Proxy>> {
+        Ok(self.client_links[self.index_of(node)?].as_ref())
+    }
+
+    /// One node's `/status`, or `None` if it does not answer in time.
+    pub async fn status(&self, id: &str) -> Option<Status> {
+        let i = self.index_of(id).ok()?;
+        let url = format!("{}/status", self.nodes[i].direct_url);
+        let resp = self.http.get(url).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json::<Status>().await.ok()
+    }
+
+    /// Every node's `/status`, concurrently, in id order.
+    pub async fn statuses(&self) -> Vec<Option<Status>> {
+        let futs = self.nodes.iter().map(|n| self.status(&n.id));
+        futures::future::join_all(futs).await
+    }
+
+    /// The leader with the highest term among nodes that say they lead.
+    pub async fn leader(&self) -> Option<String> {
+        self.statuses()
+            .await
+            .into_iter()
+            .flatten()
+            .filter(|s| s.role == "leader")
+            .max_by_key(|s| s.term)
+            .map(|s| s.id)
+    }
+
+    /// Waits until a leader is known to a majority, or the deadline.
+    pub async fn wait_for_leader(&self, within: Duration) -> Result<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let statuses = self.statuses().await;
+            let leaders: Vec<&Status> = statuses
+                .iter()
+                .flatten()
+                .filter(|s| s.role == "leader")
+                .collect();
+            if let Some(l) = leaders.iter().max_by_key(|s| s.term) {
+                let agree = statuses
+                    .iter()
+                    .flatten()
+                    .filter(|s| s.leader.as_deref() == Some(l.id.as_str()) && s.term == l.term)
+                    .count();
+                if agree > self.nodes.len() / 2 {
+                    return Ok(l.id.clone());
+                }
+            }
+            if Instant::now() >= deadline {
+                let seen: Vec<String> = statuses
+                    .iter()
+                    .zip(&self.nodes)
+                    .map(|(s, n)| match s {
+                        Some(s) => format!("{}: {} term {}", n.id, s.role, s.term),
+                        None => format!("{}: no answer", n.id),
+                    })
+                    .collect();
+                bail!(
+                    "no leader within {:.1} s ({}); see the node logs",
+                    within.as_secs_f64(),
+                    seen.join(", ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Changes the network faults and sets every peer link's mode to match.
+    fn with_net(&self, change: impl FnOnce(&mut Net)) {
+        let mut net = self.net.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut net);
+        for (i, row) in self.links.iter().enumerate() {
+            for (j, p) in row.iter().enumerate() {
+                if let Some(p) = p {
+                    let m = if net.cut.contains(&(i, j)) {
+                        LinkMode::Blackhole
+                    } else {
+                        net.quality
+                    };
+                    if p.mode() != m {
+                        p.set_mode(m);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out one fault. Returns a short description of what was done.
+    pub fn apply(&self, fault: &Fault) -> Result<String> {
+        match fault {
+            Fault::Partition { cut, .. } => {
+                let mut pairs = Vec::with_capacity(cut.len());
+                for [a, b] in cut {
+                    pairs.push((self.index_of(a)?, self.index_of(b)?));
+                }
+                self.with_net(|net| net.cut.extend(pairs));
+                Ok(format!("{} links cut", cut.len()))
+            }
+            Fault::Heal => {
+                self.with_net(|net| net.cut.clear());
+                Ok("healed".into())
+            }
+            Fault::Kill { nodes, .. } => {
+                for n in nodes {
+                    self.supervisor.kill(n)?;
+                }
+                Ok(format!("killed {}", nodes.join(" ")))
+            }
+            Fault::Restart => Ok(format!("restarted {}", self.restart_killed()?.join(" "))),
+            Fault::Pause { nodes, .. } => {
+                for n in nodes {
+                    if self.supervisor.state(n)? == ProcState::Running {
+                        self.supervisor.pause(n)?;
+                    }
+                }
+                Ok(format!("paused {}", nodes.join(" ")))
+            }
+            Fault::Resume => Ok(format!("resumed {}", self.resume_paused()?.join(" "))),
+            Fault::LinkDelay {
+                latency_ms,
+                jitter_ms,
+            } => {
+                let m = LinkMode::Delay {
+                    latency_ms: *latency_ms,
+                    jitter_ms: *jitter_ms,
+                };
+                self.with_net(|net| net.quality = m);
+                Ok(format!("links delayed {latency_ms}±{jitter_ms} ms"))
+            }
+            Fault::LinkLoss { probability } => {
+                let m = LinkMode::Loss {
+                    probability: *probability,
+                };
+                self.with_net(|net| net.quality = m);
+                Ok(format!(
+                    "links lose connections at p={probability} per chunk"
+                ))
+            }
+            Fault::ClearLinks => {
+                self.with_net(|net| net.quality = LinkMode::Pass);
+                Ok("links clear".into())
+            }
+            Fault::Clear => {
+                self.with_net(|net| {
+                    net.cut.clear();
+                    net.quality = LinkMode::Pass;
+                });
+                let resumed = self.resume_paused()?;
+                let restarted = self.restart_killed()?;
+                Ok(format!(
+                    "all clear (resumed [{}], restarted [{}])",
+                    resumed.join(" "),
+                    restarted.join(" ")
+                ))
+            }
+        }
+    }
+
+    fn restart_killed(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for id in self.ids() {
+            if self.supervisor.state(&id)? == ProcState::Killed {
+                self.supervisor.start(&id)?;
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn resume_paused(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for id in self.ids() {
+            if self.supervisor.state(&id)? == ProcState::Paused {
+                self.supervisor.resume(&id)?;
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,587 @@
+//! The nemesis: one closed enum of faults and a seeded scheduler that decides
+//! which fault comes next and whom it hits. It only decides; the cluster
+//! (proxies and supervisor) carries faults out.
+
+use std::fmt;
+
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// A family of faults the user can ask for with `--nemesis`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum NemesisKind {
+    /// Network partitions of several shapes, then heal.
+    Partition,
+    /// SIGKILL nodes, then restart them on the same data.
+    Kill,
+    /// SIGSTOP nodes, then SIGCONT them.
+    Pause,
+    /// Add latency and jitter to every link, then clear.
+    Delay,
+    /// Drop connections with a probability per chunk, then clear.
+    Loss,
+}
+
+impl NemesisKind {
+    /// Every kind, in the order `--help` lists them.
+    pub const ALL: [NemesisKind; 5] = [
+        NemesisKind::Partition,
+        NemesisKind::Kill,
+        NemesisKind::Pause,
+        NemesisKind::Delay,
+        NemesisKind::Loss,
+    ];
+
+    /// The name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            NemesisKind::Partition => "partition",
+            NemesisKind::Kill => "kill",
+            NemesisKind::Pause => "pause",
+            NemesisKind::Delay => "delay",
+            NemesisKind::Loss => "loss",
+        }
+    }
+
+    /// Parses a comma-separated list; `none` is the empty list, `all` is every kind.
+    pub fn parse_list(s: &str) -> Result<Vec<NemesisKind>, String> {
+        let mut out: Vec<NemesisKind> = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "none" => {}
+                "all" => out.extend(NemesisKind::ALL),
+                _ => match NemesisKind::ALL.iter().find(|k| k.name() == part) {
+                    Some(k) => out.push(*k),
+                    None => {
+                        return Err(format!(
+                            "unknown nemesis `{part}`; known: {}, all, none",
+                            NemesisKind::ALL.map(NemesisKind::name).join(", ")
+                        ));
+                    }
+                },
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Whether two kinds can be active together (delay and loss both set
+    /// the links' quality, so only one at a time).
+    fn conflicts(self, other: NemesisKind) -> bool {
+        matches!(
+            (self, other),
+            (NemesisKind::Delay, NemesisKind::Loss) | (NemesisKind::Loss, NemesisKind::Delay)
+        )
+    }
+}
+
+impl fmt::Display for NemesisKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The shape of a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionShape {
+    /// One random node cut from all others.
+    IsolateOne,
+    /// The current leader cut from all others (a random node if none is known).
+    IsolateLeader,
+    /// A random minority and majority, cut from each other.
+    Halves,
+    /// Every node sees a majority, no two nodes the same one (a ring where
+    /// each node reaches its nearest neighbours).
+    MajoritiesRing,
+    /// Two halves that cannot reach each other, and one node reaching both.
+    Bridge,
+    /// One node's outbound links cut (it hears the others, they do not hear
+    /// it), or its inbound links (it talks, hears nothing).
+    OneWay,
+}
+
+impl PartitionShape {
+    /// Every shape.
+    pub const ALL: [PartitionShape; 6] = [
+        PartitionShape::IsolateOne,
+        PartitionShape::IsolateLeader,
+        PartitionShape::Halves,
+        PartitionShape::MajoritiesRing,
+        PartitionShape::Bridge,
+        PartitionShape::OneWay,
+    ];
+}
+
+/// Which nodes a kill or pause hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// One random node.
+    One,
+    /// A random minority (at least one node).
+    Minority,
+    /// A random majority.
+    Majority,
+    /// The current leader (a random node if none is known).
+    Leader,
+    /// Every node.
+    All,
+}
+
+impl Target {
+    /// Every target.
+    pub const ALL: [Target; 5] = [
+        Target::One,
+        Target::Minority,
+        Target::Majority,
+        Target::Leader,
+        Target::All,
+    ];
+}
+
+/// One fault, with whom it hits already decided. The closed vocabulary of
+/// everything the harness can do to a cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "kebab-case")]
+pub enum Fault {
+    /// Blackhole these directed links `[from, to]`.
+    Partition {
+        /// The shape that produced the cut.
+        shape: PartitionShape,
+        /// Directed links cut (node `from` can no longer send to `to`).
+        cut: Vec<[String; 2]>,
+    },
+    /// Remove every partition.
+    Heal,
+    /// SIGKILL these nodes.
+    Kill {
+        /// How the nodes were chosen.
+        target: Target,
+        /// The nodes.
+        nodes: Vec<String>,
+    },
+    /// Restart every killed node on its data directory.
+    Restart,
+    /// SIGSTOP these nodes.
+    Pause {
+        /// How the nodes were chosen.
+        target: Target,
+        /// The nodes.
+        nodes: Vec<String>,
+    },
+    /// SIGCONT every paused node.
+    Resume,
+    /// Delay every link.
+    LinkDelay {
+        /// Mean added latency (ms).
+        latency_ms: u64,
+        /// Jitter (ms).
+        jitter_ms: u64,
+    },
+    /// Per-chunk connection loss on every link.
+    LinkLoss {
+        /// Probability a chunk drops its connection.
+        probability: f64,
+    },
+    /// Links back to pass (partitions stay).
+    ClearLinks,
+    /// Everything healthy: heal, restart, resume, clear links.
+    Clear,
+}
+
+impl Fault {
+    /// The short name used in history events and the progress line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Partition { .. } => "partition",
+            Fault::Heal => "heal",
+            Fault::Kill { .. } => "kill",
+            Fault::Restart => "restart",
+            Fault::Pause { .. } => "pause",
+            Fault::Resume => "resume",
+            Fault::LinkDelay { .. } => "delay",
+            Fault::LinkLoss { .. } => "loss",
+            Fault::ClearLinks => "clear-links",
+            Fault::Clear => "clear",
+        }
+    }
+
+    /// The kind this fault starts, if it starts one.
+    pub fn starts(&self) -> Option<NemesisKind> {
+        match self {
+            Fault::Partition { .. } => Some(NemesisKind::Partition),
+            Fault::Kill { .. } => Some(NemesisKind::Kill),
+            Fault::Pause { .. } => Some(NemesisKind::Pause),
+            Fault::LinkDelay { .. } => Some(NemesisKind::Delay),
+            Fault::LinkLoss { .. } => Some(NemesisKind::Loss),
+            _ => None,
+        }
+    }
+}
+
+/// What the scheduler knows about the cluster when it decides.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// Node ids, in order.
+    pub ids: Vec<String>,
+    /// The leader as last reported by `/status`, if any.
+    pub leader: Option<String>,
+}
+
+/// Draws faults from the seed: each tick either ends the oldest active fault
+/// or starts the next kind of a seeded round-robin. At most three ticks pass
+/// between two starts, so every requested kind comes up within a few
+/// rounds, and up to two faults overlap.
+pub struct Scheduler {
+    rng: ChaCha8Rng,
+    kinds: Vec<NemesisKind>,
+    round: Vec<NemesisKind>,
+    active: Vec<NemesisKind>,
+}
+
+impl Scheduler {
+    /// A scheduler over `kinds`, seeded.
+    pub fn new(seed: u64, kinds: &[NemesisKind]) -> Scheduler {
+        Scheduler {
+            // A stream apart from the clients' so adding clients does not
+            // change the faults.
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7300),
+            kinds: kinds.to_vec(),
+            round: Vec::new(),
+            active: Vec::new(),
+        }
+    }
+
+    /// The kinds active right now, oldest first.
+    pub fn active(&self) -> &[NemesisKind] {
+        &self.active
+    }
+
+    /// The next fault, or `None` when no kinds were requested.
+    pub fn next(&mut self, view: &View) -> Option<Fault> {
+        if self.kinds.is_empty() || view.ids.is_empty() {
+            return None;
+        }
+        let startable: Vec<NemesisKind> = self
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| !self.active.contains(k) && !self.active.iter().any(|a| a.conflicts(*k)))
+            .collect();
+        let end_one = !self.active.is_empty()
+            && (self.active.len() >= 2 || startable.is_empty() || self.rng.random_bool(0.6));
+        if end_one {
+            let kind = self.active.remove(0);
+            return Some(end_of(kind));
+        }
+        let kind = loop {
+            if self.round.is_empty() {
+                self.round = self.kinds.clone();
+                self.round.shuffle(&mut self.rng);
+            }
+            let k = self.round.remove(0);
+            if startable.contains(&k) {
+                break k;
+            }
+        };
+        self.active.push(kind);
+        Some(self.start(kind, view))
+    }
+
+    /// The faults that end everything still active, then a final `Clear`.
+    pub fn heal_all(&mut self) -> Vec<Fault> {
+        let mut out: Vec<Fault> = self.active.drain(..).map(end_of).collect();
+        out.push(Fault::Clear);
+        out
+    }
+
+    fn start(&mut self, kind: NemesisKind, view: &View) -> Fault {
+        match kind {
+            NemesisKind::Partition => {
+                let shape =
+                    PartitionShape::ALL[self.rng.random_range(0..PartitionShape::ALL.len())];
+                let cut = partition(shape, view, &mut self.rng);
+                Fault::Partition { shape, cut }
+            }
+            NemesisKind::Kill => {
+                let target = Target::ALL[self.rng.random_range(0..Target::ALL.len())];
+                let nodes = targets(target, view, &mut self.rng);
+                Fault::Kill { target, nodes }
+            }
+            NemesisKind::Pause => {
+                let target = Target::ALL[self.rng.random_range(0..Target::ALL.len())];
+                let nodes = targets(target, view, &mut self.rng);
+                Fault::Pause { target, nodes }
+            }
+            NemesisKind::Delay => Fault::LinkDelay {
+                latency_ms: 50,
+                jitter_ms: 10,
+            },
+            NemesisKind::Loss => Fault::LinkLoss { probability: 0.05 },
+        }
+    }
+}
+
+fn end_of(kind: NemesisKind) -> Fault {
+    match kind {
+        NemesisKind::Partition => Fault::Heal,
+        NemesisKind::Kill => Fault::Restart,
+        NemesisKind::Pause => Fault::Resume,
+        NemesisKind::Delay | NemesisKind::Loss => Fault::ClearLinks,
+    }
+}
+
+fn shuffled(ids: &[String], rng: &mut ChaCha8Rng) -> Vec<String> {
+    let mut v = ids.to_vec();
+    v.shuffle(rng);
+    v
+}
+
+fn pick_one(view: &View, rng: &mut ChaCha8Rng, prefer_leader: bool) -> String {
+    if prefer_leader
+        && let Some(l) = &view.leader
+        && view.ids.contains(l)
+    {
+        return l.clone();
+    }
+    view.ids[rng.random_range(0..view.ids.len())].clone()
+}
+
+/// The nodes a kill or pause with this target hits.
+pub fn targets(target: Target, view: &View, rng: &mut ChaCha8Rng) -> Vec<String> {
+    let n = view.ids.len();
+    let mut nodes = match target {
+        Target::One => vec![pick_one(view, rng, false)],
+        Target::Leader => vec![pick_one(view, rng, true)],
+        Target::Minority => {
+            let k = rng.random_range(1..=((n.saturating_sub(1)) / 2).max(1));
+            shuffled(&view.ids, rng).into_iter().take(k).collect()
+        }
+        Target::Majority => shuffled(&view.ids, rng)
+            .into_iter()
+            .take(n / 2 + 1)
+            .collect(),
+        Target::All => view.ids.clone(),
+    };
+    nodes.sort();
+    nodes
+}
+
+/// Directed links `[from, to]` that cut the cluster into `groups`: every
+/// pair in different groups, both ways.
+fn cut_between(groups: &[Vec<String>]) -> Vec<[String; 2]> {
+    let mut cut = Vec::new();
+    for (gi, a) in groups.iter().enumerate() {
+        for (gj, b) in groups.iter().enumerate() {
+            if gi == gj {
+                continue;
+            }
+            for x in a {
+                for y in b {
+                    cut.push([x.clone(), y.clone()]);
+                }
+            }
+        }
+    }
+    cut
+}
+
+fn isolate(node: &str, ids: &[String]) -> Vec<[String; 2]> {
+    let rest: Vec<String> = ids.iter().filter(|i| *i != node).cloned().collect();
+    cut_between(&[vec![node.to_string()], rest])
+}
+
+/// The directed links a partition of this shape cuts.
+pub fn partition(shape: PartitionShape, view: &View, rng: &mut ChaCha8Rng) -> Vec<[String; 2]> {
+    let ids = &view.ids;
+    let n = ids.len();
+    let mut cut = match shape {
+        PartitionShape::IsolateOne => isolate(&pick_one(view, rng, false), ids),
+        PartitionShape::IsolateLeader => isolate(&pick_one(view, rng, true), ids),
+        PartitionShape::Halves => {
+            let s = shuffled(ids, rng);
+            let (a, b) = s.split_at(n / 2);
+            cut_between(&[a.to_vec(), b.to_vec()])
+        }
+        PartitionShape::MajoritiesRing => {
+            let s = shuffled(ids, rng);
+            // Each node keeps the nodes within ring distance k; with
+            // k = ceil((majority - 1) / 2) every node sees a majority.
+            let majority = n / 2 + 1;
+            let k = majority / 2;
+            let mut cut = Vec::new();
+            for (i, a) in s.iter().enumerate() {
+                for (j, b) in s.iter().enumerate() {
+                    let d = i.abs_diff(j);
+                    let ring = d.min(n - d);
+                    if ring > k {
+                        cut.push([a.clone(), b.clone()]);
+                    }
+                }
+            }
+            cut
+        }
+        PartitionShape::Bridge => {
+            let s = shuffled(ids, rng);
+            // s[0] is the bridge; the rest split in two halves that each see
+            // the bridge but not each other.
+            let rest = &s[1.min(n)..];
+            let (a, b) = rest.split_at(rest.len() / 2);
+            cut_between(&[a.to_vec(), b.to_vec()])
+        }
+        PartitionShape::OneWay => {
+            let node = pick_one(view, rng, false);
+            let outbound = rng.random_bool(0.5);
+            ids.iter()
+                .filter(|i| **i != node)
+                .map(|o| {
+                    if outbound {
+                        [node.clone(), o.clone()]
+                    } else {
+                        [o.clone(), node.clone()]
+                    }
+                })
+                .collect()
+        }
+    };
+    cut.sort();
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn view(n: usize) -> View {
+        View {
+            ids: (1..=n).map(|i| format!("n{i}")).collect(),
+            leader: Some("n2".into()),
+        }
+    }
+
+    /// Who `a` can send to under a cut.
+    fn reach(cut: &[[String; 2]], ids: &[String], a: &str) -> BTreeSet<String> {
+        ids.iter()
+            .filter(|b| *b == a || !cut.contains(&[a.to_string(), (*b).clone()]))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn parse_lists_known_names_and_rejects_others() {
+        assert_eq!(
+            NemesisKind::parse_list("partition,kill,pause").expect("ok"),
+            vec![
+                NemesisKind::Partition,
+                NemesisKind::Kill,
+                NemesisKind::Pause
+            ]
+        );
+        assert!(NemesisKind::parse_list("none").expect("ok").is_empty());
+        assert_eq!(NemesisKind::parse_list("all").expect("ok").len(), 5);
+        let e = NemesisKind::parse_list("partition,flood").expect_err("unknown");
+        assert!(
+            e.contains("flood") && e.contains("partition, kill, pause"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn isolate_leader_cuts_the_leader_both_ways() {
+        let v = view(5);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let cut = partition(PartitionShape::IsolateLeader, &v, &mut rng);
+        assert_eq!(cut.len(), 8);
+        assert_eq!(reach(&cut, &v.ids, "n2").len(), 1);
+        assert_eq!(reach(&cut, &v.ids, "n1").len(), 4);
+    }
+
+    #[test]
+    fn majorities_ring_gives_everyone_a_distinct_majority() {
+        for n in [5, 7] {
+            let v = view(n);
+            let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+            let cut = partition(PartitionShape::MajoritiesRing, &v, &mut rng);
+            let views: BTreeSet<BTreeSet<String>> =
+                v.ids.iter().map(|a| reach(&cut, &v.ids, a)).collect();
+            assert_eq!(views.len(), n, "views must differ");
+            for r in &views {
+                assert!(r.len() > n / 2 && r.len() < n, "{r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bridge_has_one_node_reaching_all() {
+        let v = view(5);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let cut = partition(PartitionShape::Bridge, &v, &mut rng);
+        let full: Vec<_> = v
+            .ids
+            .iter()
+            .filter(|a| reach(&cut, &v.ids, a).len() == 5)
+            .collect();
+        assert_eq!(full.len(), 1);
+        assert!(!cut.is_empty());
+    }
+
+    #[test]
+    fn one_way_is_asymmetric() {
+        let v = view(3);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let cut = partition(PartitionShape::OneWay, &v, &mut rng);
+        assert_eq!(cut.len(), 2);
+        for [a, b] in &cut {
+            assert!(!cut.contains(&[b.clone(), a.clone()]));
+        }
+    }
+
+    #[test]
+    fn targets_have_the_right_sizes() {
+        let v = view(5);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        assert_eq!(targets(Target::Majority, &v, &mut rng).len(), 3);
+        assert_eq!(targets(Target::All, &v, &mut rng).len(), 5);
+        assert_eq!(
+            targets(Target::Leader, &v, &mut rng),
+            vec!["n2".to_string()]
+        );
+        for _ in 0..20 {
+            let m = targets(Target::Minority, &v, &mut rng).len();
+            assert!((1..=2).contains(&m));
+        }
+    }
+
+    #[test]
+    fn scheduler_is_seeded_and_covers_every_kind() {
+        let kinds = [
+            NemesisKind::Partition,
+            NemesisKind::Kill,
+            NemesisKind::Pause,
+        ];
+        let v = view(5);
+        let run = |seed| {
+            let mut s = Scheduler::new(seed, &kinds);
+            (0..6).filter_map(|_| s.next(&v)).collect::<Vec<_>>()
+        };
+        assert_eq!(run(42), run(42));
+        let started: BTreeSet<_> = run(42).iter().filter_map(Fault::starts).collect();
+        assert_eq!(started.len(), 3, "{:?}", run(42));
+    }
+
+    #[test]
+    fn heal_all_ends_everything_active() {
+        let v = view(3);
+        let mut s = Scheduler::new(9, &[NemesisKind::Kill, NemesisKind::Pause]);
+        let _ = s.next(&v);
+        let heals = s.heal_all();
+        assert_eq!(heals.last(), Some(&Fault::Clear));
+        assert!(s.active().is_empty());
+    }
+}

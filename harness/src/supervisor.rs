@@ -1,0 +1,488 @@
+//! The process supervisor: starts node processes each in its own process
+//! group with output captured to `nodes/<id>.log`, kills (-9), restarts on
+//! the same data directory, pauses and resumes them, and makes sure none
+//! outlives the controller on any exit path.
+//!
+//! Exit paths covered: a normal end and an error (the [`Supervisor`]'s
+//! `Drop` kills and reaps every group), a panic (the same `Drop` during
+//! unwinding, plus [`install_panic_hook`] for panics on other threads),
+//! Ctrl-C and SIGTERM (the run loop turns them into a cancellation, then the
+//! `Drop` runs), and SIGKILL of the controller (each node asks the kernel for
+//! `PR_SET_PDEATHSIG = SIGKILL` before it execs).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use anyhow::{Context as _, Result, bail};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+/// How to run a node program: an executable and the arguments that come
+/// before the node's own (`["node"]` when re-running our own executable).
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeProgram {
+    /// The executable.
+    pub exe: PathBuf,
+    /// Arguments placed before the node's flags.
+    pub prefix_args: Vec<String>,
+}
+
+impl NodeProgram {
+    /// Our own executable in its hidden `node` mode: nothing to build or find.
+    pub fn current_exe() -> Result<NodeProgram> {
+        let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
+        Ok(NodeProgram {
+            exe,
+            prefix_args: vec!["node".to_string()],
+        })
+    }
+
+    /// An explicit node executable (`--node-bin PATH`).
+    pub fn external(path: &Path) -> Result<NodeProgram> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("--node-bin {}: cannot read it", path.display()))?;
+        if !meta.is_file() {
+            bail!("--node-bin {}: not a file", path.display());
+        }
+        Ok(NodeProgram {
+            exe: path.to_path_buf(),
+            prefix_args: Vec::new(),
+        })
+    }
+}
+
+/// Everything needed to (re)start one node.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// The node's id, e.g. `n1`.
+    pub id: String,
+    /// The node's flags (after the program's prefix arguments).
+    pub args: Vec<String>,
+    /// Where stdout and stderr go (appended across restarts).
+    pub log_path: PathBuf,
+}
+
+/// A node's process state as the supervisor last left it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcState {
+    /// Running (or exited on its own, see [`Supervisor::poll_exits`]).
+    Running,
+    /// Stopped with SIGSTOP.
+    Paused,
+    /// Killed with SIGKILL and reaped.
+    Killed,
+}
+
+struct Slot {
+    spec: NodeSpec,
+    child: Option<Child>,
+    state: ProcState,
+    /// An exit the supervisor did not cause, once seen.
+    unexpected_exit: Option<String>,
+}
+
+/// Owns every node process of one cluster.
+pub struct Supervisor {
+    program: NodeProgram,
+    slots: Mutex<Vec<Slot>>,
+    spawner: Spawner,
+}
+
+/// A thread that lives as long as the supervisor and does every spawn.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
+/// not the process. Spawning from async workers or the blocking pool (whose
+/// threads retire when idle) would kill healthy nodes at random; spawning
+/// from this one thread ties the nodes to the supervisor's lifetime.
+struct Spawner {
+    tx: Mutex<Option<std::sync::mpsc::Sender<SpawnJob>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type SpawnJob = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+
+impl Spawner {
+    fn new() -> Spawner {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+        let thread = std::thread::Builder::new()
+            .name("faultline-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .ok();
+        Spawner {
+            tx: Mutex::new(Some(tx)),
+            thread,
+        }
+    }
+
+    fn spawn(&self, cmd: Command) -> std::io::Result<Child> {
+        let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+        let gone = || std::io::Error::other("the spawner thread is gone");
+        {
+            let tx = lock(&self.tx);
+            let Some(tx) = tx.as_ref() else {
+                return Err(gone());
+            };
+            tx.send((cmd, reply_tx)).map_err(|_| gone())?;
+        }
+        reply_rx.recv().map_err(|_| gone())?
+    }
+
+    fn stop(&mut self) {
+        lock(&self.tx).take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Process groups alive right now, for the panic hook.
+static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock means a panic elsewhere; the data (pids) is still the
+    // truth we need to clean up.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Installs a panic hook that SIGKILLs every live node group before the
+/// previous hook runs, so a panic anywhere (even a thread that does not
+/// unwind through the supervisor) leaves no node behind.
+pub fn install_panic_hook() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        kill_all_registered();
+        prev(info);
+    }));
+}
+
+/// SIGKILLs every registered group (best effort, never blocks).
+pub fn kill_all_registered() {
+    let groups = lock(&LIVE_GROUPS).clone();
+    for pg in groups {
+        let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
+    }
+}
+
+fn register(pg: i32) {
+    lock(&LIVE_GROUPS).push(pg);
+}
+
+fn unregister(pg: i32) {
+    lock(&LIVE_GROUPS).retain(|p| *p != pg);
+}
+
+impl Supervisor {
+    /// A supervisor for these nodes; nothing runs until [`Supervisor::start`].
+    pub fn new(program: NodeProgram, specs: Vec<NodeSpec>) -> Supervisor {
+        let slots = specs
+            .into_iter()
+            .map(|spec| Slot {
+                spec,
+                child: None,
+                state: ProcState::Killed,
+                unexpected_exit: None,
+            })
+            .collect();
+        Supervisor {
+            program,
+            slots: Mutex::new(slots),
+            spawner: Spawner::new(),
+        }
+    }
+
+    /// The ids of the nodes, in order.
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.slots)
+            .iter()
+            .map(|s| s.spec.id.clone())
+            .collect()
+    }
+
+    /// Starts every node that is not running.
+    pub fn start_all(&self) -> Result<()> {
+        for id in self.ids() {
+            if self.state(&id)? == ProcState::Killed {
+                self.start(&id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The process state of one node.
+    pub fn state(&self, id: &str) -> Result<ProcState> {
+        let slots = lock(&self.slots);
+        let slot = find(&slots, id)?;
+        Ok(slot.state)
+    }
+
+    /// Starts (or restarts, on the same data directory) one node.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let mut slots = lock(&self.slots);
+        let slot = find_mut(&mut slots, id)?;
+        if slot.child.is_some() {
+            bail!("node {id} is already running");
+        }
+        let child = spawn(&self.spawner, &self.program, &slot.spec)?;
+        register(child.id() as i32);
+        slot.child = Some(child);
+        slot.state = ProcState::Running;
+        slot.unexpected_exit = None;
+        Ok(())
+    }
+
+    /// SIGKILLs one node's process group and reaps it.
+    pub fn kill(&self, id: &str) -> Result<()> {
+        let mut slots = lock(&self.slots);
+        let slot = find_mut(&mut slots, id)?;
+        kill_slot(slot);
+        Ok(())
+    }
+
+    /// SIGSTOPs one node's process group.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        self.signal(id, Signal::SIGSTOP, ProcState::Paused)
+    }
+
+    /// SIGCONTs one node's process group.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        self.signal(id, Signal::SIGCONT, ProcState::Running)
+    }
+
+    fn signal(&self, id: &str, sig: Signal, then: ProcState) -> Result<()> {
+        let mut slots = lock(&self.slots);
+        let slot = find_mut(&mut slots, id)?;
+        let Some(child) = &slot.child else {
+            // Pausing or resuming a dead node is a no-op, not an error: the
+            // nemesis may combine kill and pause on the same node.
+            return Ok(());
+        };
+        killpg(Pid::from_raw(child.id() as i32), sig)
+            .with_context(|| format!("cannot send {sig} to node {id}"))?;
+        slot.state = then;
+        Ok(())
+    }
+
+    /// Reaps nodes that exited on their own and returns a description of
+    /// each such exit (a node that dies unasked is a finding, not a crash of
+    /// the harness: it is reported, and the nemesis may restart it).
+    pub fn poll_exits(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut slots = lock(&self.slots);
+        for slot in slots.iter_mut() {
+            let Some(child) = slot.child.as_mut() else {
+                continue;
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                unregister(child.id() as i32);
+                let what = format!("exited on its own: {status}");
+                slot.child = None;
+                slot.state = ProcState::Killed;
+                slot.unexpected_exit = Some(what.clone());
+                out.push((slot.spec.id.clone(), what));
+            }
+        }
+        out
+    }
+
+    /// SIGKILLs and reaps every node.
+    pub fn kill_all(&self) {
+        let mut slots = lock(&self.slots);
+        for slot in slots.iter_mut() {
+            kill_slot(slot);
+        }
+    }
+
+    /// The OS process ids of the running nodes (for tests and diagnostics).
+    pub fn pids(&self) -> Vec<u32> {
+        lock(&self.slots)
+            .iter()
+            .filter_map(|s| s.child.as_ref().map(Child::id))
+            .collect()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.kill_all();
+        // Only now may the spawning thread end (its exit would signal the nodes).
+        self.spawner.stop();
+    }
+}
+
+fn find<'a>(slots: &'a [Slot], id: &str) -> Result<&'a Slot> {
+    match slots.iter().find(|s| s.spec.id == id) {
+        Some(s) => Ok(s),
+        None => bail!("no node named {id}"),
+    }
+}
+
+fn find_mut<'a>(slots: &'a mut [Slot], id: &str) -> Result<&'a mut Slot> {
+    match slots.iter_mut().find(|s| s.spec.id == id) {
+        Some(s) => Ok(s),
+        None => bail!("no node named {id}"),
+    }
+}
+
+fn kill_slot(slot: &mut Slot) {
+    if let Some(mut child) = slot.child.take() {
+        let pg = child.id() as i32;
+        // The whole group: a node that forked helpers dies with them. SIGKILL
+        // also ends a SIGSTOPped process.
+        let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
+        let _ = child.wait();
+        unregister(pg);
+    }
+    slot.state = ProcState::Killed;
+}
+
+fn open_log(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open node log {}", path.display()))
+}
+
+fn spawn(spawner: &Spawner, program: &NodeProgram, spec: &NodeSpec) -> Result<Child> {
+    let mut log = open_log(&spec.log_path)?;
+    let _ = writeln!(
+        log,
+        "--- faultline: starting {} at unix {:.3}",
+        spec.id,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    );
+    let err_log = log.try_clone().context("cannot duplicate the node log")?;
+    let mut cmd = Command::new(&program.exe);
+    cmd.args(&program.prefix_args)
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err_log))
+        // Its own process group: the terminal's Ctrl-C reaches only the
+        // controller, which then stops the nodes in order; and killpg can
+        // take the node with anything it started.
+        .process_group(0);
+    let parent = nix::unistd::getpid();
+    set_parent_death_signal(&mut cmd, parent);
+    spawner
+        .spawn(cmd)
+        .with_context(|| format!("cannot start node {} ({})", spec.id, program.exe.display()))
+}
+
+#[allow(unsafe_code)]
+fn set_parent_death_signal(cmd: &mut Command, parent: Pid) {
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed. It makes two raw system calls
+    // (prctl and getppid) and builds an io::Error from a raw errno; it does
+    // not allocate, take locks or touch the parent's state.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            // The controller may have died between fork and prctl; then no
+            // signal will ever come, so refuse to exec.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A scratch directory removed on drop.
+    struct TestDir(PathBuf);
+    impl TestDir {
+        fn new(name: &str) -> TestDir {
+            let p = std::env::temp_dir().join(format!("faultline-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&p).expect("mkdir");
+            TestDir(p)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn alive(pid: u32) -> bool {
+        // Signal 0 probes existence; a reaped child is gone.
+        nix::sys::signal::kill(Pid::from_raw(pid as i32), None).is_ok()
+    }
+
+    fn sleeper(dir: &Path, id: &str) -> NodeSpec {
+        NodeSpec {
+            id: id.to_string(),
+            args: vec!["-c".into(), "echo started; exec sleep 600".into()],
+            log_path: dir.join(format!("{id}.log")),
+        }
+    }
+
+    #[test]
+    fn kill_pause_resume_restart_and_drop_leave_nothing() {
+        let dir = TestDir::new("kill_pause");
+        let program = NodeProgram {
+            exe: PathBuf::from("/bin/sh"),
+            prefix_args: vec![],
+        };
+        let sup = Supervisor::new(
+            program,
+            vec![sleeper(dir.path(), "n1"), sleeper(dir.path(), "n2")],
+        );
+        sup.start_all().expect("start");
+        let pids = sup.pids();
+        assert_eq!(pids.len(), 2);
+        sup.pause("n1").expect("pause");
+        assert_eq!(sup.state("n1").expect("state"), ProcState::Paused);
+        sup.resume("n1").expect("resume");
+        sup.kill("n1").expect("kill");
+        assert!(!alive(pids[0]));
+        assert_eq!(sup.state("n1").expect("state"), ProcState::Killed);
+        sup.start("n1").expect("restart");
+        // Output is captured, across restarts, in the node's log.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = std::fs::read_to_string(dir.path().join("n1.log")).unwrap_or_default();
+            if log.matches("started").count() >= 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "log: {log}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let all = sup.pids();
+        drop(sup);
+        for pid in all {
+            assert!(!alive(pid), "pid {pid} survived the supervisor");
+        }
+    }
+
+    #[test]
+    fn unknown_node_is_an_error() {
+        let program = NodeProgram {
+            exe: PathBuf::from("/bin/sh"),
+            prefix_args: vec![],
+        };
+        let sup = Supervisor::new(program, vec![]);
+        assert!(sup.kill("n9").is_err());
+    }
+}
