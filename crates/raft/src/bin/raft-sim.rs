@@ -40,7 +40,7 @@ struct Args {
     /// stale-leader-read.
     #[arg(long = "bug")]
     bugs: Vec<String>,
-    /// Fault mix: mixed, crashes or partitions.
+    /// Fault mix: mixed, crashes, partitions or churn.
     #[arg(long, default_value = "mixed")]
     profile: String,
     /// Worker threads for a soak (default: all cores).
@@ -64,7 +64,7 @@ fn settings(a: Args) -> anyhow::Result<Settings> {
     }
     let profile = Profile::from_name(&a.profile).with_context(|| {
         format!(
-            "unknown --profile {:?}; known: mixed, crashes, partitions",
+            "unknown --profile {:?}; known: mixed, crashes, partitions, churn",
             a.profile
         )
     })?;

@@ -36,11 +36,20 @@ pub enum Profile {
     /// Many partitions, no CheckQuorum, leaders isolated with clients still
     /// reading from them (finds `stale-leader-read`).
     Partitions,
+    /// Short leaderships: lossy links, one entry per message, leaders cut
+    /// off right after they commit, so logs diverge as in Figure 8 (finds
+    /// `commit-previous-term`).
+    Churn,
 }
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 3] = [Profile::Mixed, Profile::Crashes, Profile::Partitions];
+    pub const ALL: [Profile; 4] = [
+        Profile::Mixed,
+        Profile::Crashes,
+        Profile::Partitions,
+        Profile::Churn,
+    ];
 
     /// The name used on command lines.
     pub fn name(self) -> &'static str {
@@ -48,6 +57,7 @@ impl Profile {
             Profile::Mixed => "mixed",
             Profile::Crashes => "crashes",
             Profile::Partitions => "partitions",
+            Profile::Churn => "churn",
         }
     }
 
@@ -156,6 +166,15 @@ struct Knobs {
     transfer: f64,
     writes: f64,
     reads: f64,
+    /// Probability that a node that just received a message crashes right
+    /// after acting on it (and, half the time, restarts at once).
+    bounce: f64,
+    /// Probability that a node that just granted a vote crashes and
+    /// restarts at once (it must remember that vote).
+    vote_bounce: f64,
+    /// Probability that a leader that just applied entries crashes (cutting
+    /// it off in the middle of replicating its term's entries).
+    commit_crash: f64,
     /// Probability that a node acts on its Ready right after an event (else
     /// at the end of the tick, leaving a window in which a crash loses it).
     eager_ready: f64,
@@ -183,6 +202,9 @@ impl Knobs {
             writes: 0.8,
             reads: 0.5,
             eager_ready: 0.8,
+            bounce: 0.0005,
+            vote_bounce: 0.01,
+            commit_crash: 0.002,
         };
         match profile {
             Profile::Mixed => {}
@@ -194,6 +216,10 @@ impl Knobs {
                 k.election_ticks = 6;
                 k.heartbeat_ticks = 1;
                 k.eager_ready = 0.5;
+                k.bounce = 0.01;
+                k.pre_vote = rng.random_bool(0.5);
+                k.vote_bounce = 0.3;
+                k.commit_crash = 0.02;
             }
             Profile::Partitions => {
                 k.check_quorum = false;
@@ -201,6 +227,21 @@ impl Knobs {
                 k.heal = 0.03;
                 k.crash = 0.005;
                 k.reads = 1.0;
+            }
+            Profile::Churn => {
+                k.election_ticks = 6;
+                k.heartbeat_ticks = 1;
+                k.max_entries = 1;
+                k.max_inflight = 1;
+                k.drop = 0.15;
+                k.partition = 0.08;
+                k.heal = 0.25;
+                k.crash = 0.03;
+                k.restart = 0.4;
+                k.bounce = 0.005;
+                k.vote_bounce = 0.05;
+                k.commit_crash = 0.5;
+                k.writes = 1.0;
             }
         }
         k
@@ -714,6 +755,14 @@ impl Sim {
                 return;
             }
             self.maybe_ready(i);
+            if !self.quiet && self.rng.random_bool(self.knobs.bounce) {
+                self.process_ready(i);
+                self.crash(i);
+                if self.rng.random_bool(0.5) {
+                    self.nodes[i].restarts += 1;
+                    self.start(i);
+                }
+            }
         }
     }
 
@@ -765,6 +814,17 @@ impl Sim {
             }
         }
         persist(&mut self.nodes[i].disk, &rd, 3);
+        let voted = rd.messages.iter().any(|m| {
+            matches!(
+                m.body,
+                crate::MessageBody::RequestVoteResponse { granted: true }
+            )
+        });
+        let leader_applied = !rd.committed.is_empty()
+            && self.nodes[i]
+                .raft
+                .as_ref()
+                .is_some_and(|r| r.status().role == Role::Leader);
         let Ready {
             snapshot,
             messages,
@@ -801,6 +861,16 @@ impl Sim {
             }
         }
         self.serve_reads(i);
+        if self.quiet {
+            return;
+        }
+        if voted && self.rng.random_bool(self.knobs.vote_bounce) {
+            self.crash(i);
+            self.nodes[i].restarts += 1;
+            self.start(i);
+        } else if leader_applied && self.rng.random_bool(self.knobs.commit_crash) {
+            self.crash(i);
+        }
     }
 
     fn apply(&mut self, i: usize, e: &Entry) {
