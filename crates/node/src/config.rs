@@ -67,8 +67,9 @@ pub enum NodeBug {
     AckBeforeCommit,
     /// Serves linearizable and lease reads from local state on any node.
     StaleLocalRead,
-    /// Never fsyncs: acknowledged writes can be lost by a crash of the machine
-    /// (and, with kill -9, nothing is lost: this one needs a power cut).
+    /// Sends votes and acknowledgements before what they promise is written:
+    /// log writes are held in memory and written only at the next tick, so a
+    /// kill -9 can lose entries that were already counted towards a commit.
     AckBeforeFsync,
     /// Ignores `X-Client-Id` / `X-Request-Seq`: retries apply again.
     SkipDedup,
@@ -98,7 +99,9 @@ impl NodeBug {
         match self {
             NodeBug::AckBeforeCommit => "answers a write when it is proposed, before it commits",
             NodeBug::StaleLocalRead => "serves linearizable reads from local state on any node",
-            NodeBug::AckBeforeFsync => "never fsyncs the log, hard state or snapshots",
+            NodeBug::AckBeforeFsync => {
+                "acknowledges entries and votes up to a tick before writing them to disk"
+            }
             NodeBug::SkipDedup => "ignores X-Client-Id/X-Request-Seq, so retries apply twice",
         }
     }

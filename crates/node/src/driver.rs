@@ -14,7 +14,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use faultline_raft::{
-    Entry, EntryKind, Message, NodeId, Raft, ReadMode, Ready, Role, Snapshot, SnapshotMeta,
+    Entry, EntryKind, HardState, Message, NodeId, Raft, ReadMode, Ready, Role, Snapshot,
+    SnapshotMeta,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -155,6 +156,8 @@ pub struct Driver {
     waiting: BTreeMap<(u64, u64), (String, oneshot::Sender<Answer>)>,
     next_ctx: u64,
     ticks: u64,
+    /// Log writes held back until the next tick (the `ack-before-fsync` bug).
+    deferred: Vec<(Vec<Entry>, Option<HardState>)>,
 }
 
 impl Driver {
@@ -186,6 +189,7 @@ impl Driver {
             waiting: BTreeMap::new(),
             next_ctx: 1,
             ticks: 0,
+            deferred: Vec::new(),
         }
     }
 
@@ -213,6 +217,7 @@ impl Driver {
             }
             let now = Instant::now();
             if now >= next_tick {
+                self.flush_deferred()?;
                 self.handle(Event::Tick);
                 next_tick += tick;
                 if next_tick < now {
@@ -222,6 +227,7 @@ impl Driver {
             }
             self.process_ready()?;
             if stop {
+                self.flush_deferred()?;
                 self.storage.sync()?;
                 tracing::info!("event loop stopped");
                 return Ok(());
@@ -371,6 +377,7 @@ impl Driver {
         // 1. A snapshot from the leader: persist it, drop the log it covers,
         //    reset the state machine.
         if let Some(snap) = &rd.snapshot {
+            self.flush_deferred()?;
             self.storage.install_snapshot(snap)?;
             self.kv = Kv::restore(&snap.data)?;
             self.applied = snap.meta.index;
@@ -383,11 +390,17 @@ impl Driver {
             );
         }
         // 2–4. Entries, hard state, then one fsync for all of it.
-        self.storage.append(&rd.entries)?;
-        if let Some(hs) = rd.hard_state {
-            self.storage.set_hard_state(hs)?;
+        if self.cfg.has_bug(NodeBug::AckBeforeFsync) {
+            if !rd.entries.is_empty() || rd.hard_state.is_some() {
+                self.deferred.push((rd.entries, rd.hard_state));
+            }
+        } else {
+            self.storage.append(&rd.entries)?;
+            if let Some(hs) = rd.hard_state {
+                self.storage.set_hard_state(hs)?;
+            }
+            self.storage.sync()?;
         }
-        self.storage.sync()?;
         // Only now may anything promised above reach another node.
         for m in rd.messages {
             self.outbox.send(m);
@@ -468,10 +481,24 @@ impl Driver {
         }
     }
 
+    /// Writes the log writes held back by the `ack-before-fsync` bug.
+    fn flush_deferred(&mut self) -> Result<(), DriverError> {
+        for (entries, hs) in std::mem::take(&mut self.deferred) {
+            self.storage.append(&entries)?;
+            if let Some(hs) = hs {
+                self.storage.set_hard_state(hs)?;
+            }
+        }
+        self.storage.sync()?;
+        Ok(())
+    }
+
     fn maybe_snapshot(&mut self) -> Result<(), DriverError> {
         if self.applied < self.snapshot_index + self.cfg.snapshot_every {
             return Ok(());
         }
+        // The snapshot must not overtake log writes held back by a test bug.
+        self.flush_deferred()?;
         let started = Instant::now();
         let data = self.kv.snapshot();
         let snap = Snapshot {

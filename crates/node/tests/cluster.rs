@@ -823,3 +823,53 @@ async fn log_recovery_through_the_binary() {
         "unclear error: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliberate_bugs_are_off_by_default_and_switch_on_by_name() {
+    let _serial = SERIAL.lock().await;
+    // With `--bug skip-dedup` a retried increment applies twice (without it,
+    // `retried_request_is_applied_once` shows it applies once).
+    let c = Cluster::start_all(&["--bug", "skip-dedup"]);
+    c.leader(&[0, 1, 2], Duration::from_secs(10)).await;
+    let h = [("X-Client-Id", "c1"), ("X-Request-Seq", "1")];
+    for want in [1, 2] {
+        let (s, v) = c
+            .call(
+                0,
+                reqwest::Method::POST,
+                "/kv/n/incr",
+                Some(json!({"delta": 1})),
+                &h,
+            )
+            .await;
+        assert_eq!((s, v), (200, json!({ "value": want })));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline-node"))
+        .arg("--list-bugs")
+        .output()
+        .expect("run");
+    let list = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "forget-vote",
+        "ack-before-commit",
+        "stale-local-read",
+        "ack-before-fsync",
+        "skip-dedup",
+    ] {
+        assert!(list.contains(name), "--list-bugs lacks {name}: {list}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_faultline-node"))
+        .args([
+            "--id",
+            "n1",
+            "--data-dir",
+            "/nonexistent",
+            "--client-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--peer-addr", "127.0.0.1:0", "--bug", "no-such-bug"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no-such-bug"));
+}
