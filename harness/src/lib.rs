@@ -9,6 +9,7 @@ pub mod convert;
 pub mod nemesis;
 pub mod proxy;
 pub mod recorder;
+pub mod report;
 pub mod run;
 pub mod supervisor;
 pub mod verdict;

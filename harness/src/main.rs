@@ -46,6 +46,8 @@ Exit codes: 0 valid, 1 invalid, 2 unknown (or interrupted), 3 harness or cluster
     /// Work with history files.
     #[command(subcommand)]
     History(HistoryCommand),
+    /// Regenerate latency.hgrm, the SVG plots and report.html of a stored run.
+    Report(faultline::report::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::History(HistoryCommand::Convert(args)) => {
             faultline::convert::run(&args).map(|()| 0)
         }
+        Command::Report(args) => faultline::report::run(&args),
         Command::Run(args) => faultline::run::run(&args).map(|o| o.exit),
         Command::Analyze(args) => faultline::run::analyze(&args),
         Command::BenchProxy(args) => faultline::bench::run(&args).map(|()| 0),
