@@ -685,13 +685,14 @@ fn simulator_finds_no_violation_over_many_seeds() {
         }
     }
     always_print(&format!(
-        "raft simulator: {} seeds, {} steps, {} messages, {} acknowledged writes, {} reads, {} crashes checked in {:.1}s",
+        "raft simulator: {} seeds, {} steps, {} messages, {} acknowledged writes, {} reads, {} crashes ({} with a Ready not acted on) checked in {:.1}s",
         totals.seeds,
         totals.steps,
         totals.messages,
         totals.acked_writes,
         totals.reads,
         totals.crashes,
+        totals.torn_readies,
         start.elapsed().as_secs_f64()
     ));
     let failures: Vec<String> = totals

@@ -123,13 +123,14 @@ fn main() -> ExitCode {
     let t = totals.into_inner().expect("totals lock");
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "raft-sim: {} seeds, {} steps, {} messages, {} acknowledged writes, {} reads, {} crashes checked in {:.1}s; {} failing",
+        "raft-sim: {} seeds, {} steps, {} messages, {} acknowledged writes, {} reads, {} crashes ({} with a Ready not acted on) checked in {:.1}s; {} failing",
         t.seeds,
         t.steps,
         t.messages,
         t.acked_writes,
         t.reads,
         t.crashes,
+        t.torn_readies,
         secs,
         t.failures.len()
     );

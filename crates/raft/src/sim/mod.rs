@@ -125,6 +125,9 @@ pub struct SimReport {
     pub reads: u64,
     /// Crashes injected.
     pub crashes: u64,
+    /// Crashes that caught a node with a Ready not yet acted on (lost, or
+    /// persisted only in part).
+    pub torn_readies: u64,
     /// The first broken property, if any.
     pub violation: Option<Violation>,
 }
@@ -316,6 +319,8 @@ struct Sim {
     acked: u64,
     served: u64,
     crashes: u64,
+    /// Crashes that caught a node with a Ready it had not acted on.
+    torn_readies: u64,
     quiet: bool,
 }
 
@@ -354,6 +359,7 @@ pub fn run(opts: &SimOptions) -> SimReport {
         acked: 0,
         served: 0,
         crashes: 0,
+        torn_readies: 0,
         quiet: false,
     };
     for i in 0..sim.nodes.len() {
@@ -370,6 +376,7 @@ pub fn run(opts: &SimOptions) -> SimReport {
         acked_writes: sim.acked,
         reads: sim.served,
         crashes: sim.crashes,
+        torn_readies: sim.torn_readies,
         violation: sim.check.violation,
     }
 }
@@ -435,9 +442,11 @@ impl Sim {
         while self.now < self.opts.steps && self.check.violation.is_none() {
             self.now += 1;
             self.check.step = self.now;
-            self.faults();
             self.tick_all();
             self.clients();
+            // Faults come after ticks and client calls, so that a crash can
+            // catch a node holding a Ready it has not acted on yet.
+            self.faults();
             self.deliver_due();
             self.end_of_tick();
         }
@@ -454,8 +463,17 @@ impl Sim {
                 self.start(i);
             }
         }
-        let limit = self.now + 100 * u64::from(self.knobs.election_ticks);
-        while self.now < limit && self.check.violation.is_none() {
+        // A lagging node may catch up one small message per round trip, so
+        // the deadline moves while the total applied keeps growing; it is a
+        // failure only when nothing moves for `patience` ticks.
+        let patience = 100 * u64::from(self.knobs.election_ticks);
+        let hard_limit = self.now + 100 * patience;
+        let mut last_move = self.now;
+        let mut total: u64 = self.nodes.iter().map(|n| n.app.applied).sum();
+        while self.now < hard_limit && self.now - last_move < patience {
+            if self.check.violation.is_some() {
+                return;
+            }
             self.now += 1;
             self.check.step = self.now;
             self.tick_all();
@@ -469,6 +487,11 @@ impl Sim {
             if done {
                 return;
             }
+            let t: u64 = self.nodes.iter().map(|n| n.app.applied).sum();
+            if t != total {
+                total = t;
+                last_move = self.now;
+            }
         }
         if self.check.violation.is_none() {
             let behind: Vec<String> = self
@@ -480,8 +503,8 @@ impl Sim {
             self.check.fail(
                 Property::Liveness,
                 format!(
-                    "after healing and {} quiet ticks, writes acknowledged up to index {} are missing: {} (leader: {:?})",
-                    100 * self.knobs.election_ticks,
+                    "after healing, nothing was applied for {} quiet ticks, yet writes acknowledged up to index {} are missing: {} (leader: {:?})",
+                    self.now - last_move,
                     self.max_acked_index,
                     behind.join(", "),
                     self.leader().map(|i| self.nodes[i].id)
@@ -587,6 +610,9 @@ impl Sim {
         let Some(mut raft) = node.raft.take() else {
             return;
         };
+        if raft.has_ready() {
+            self.torn_readies += 1;
+        }
         if raft.has_ready() && self.rng.random_bool(0.5) {
             let rd = raft.ready();
             let upto = self.rng.random_range(1..=3);
@@ -986,6 +1012,8 @@ pub struct SoakTotals {
     pub reads: u64,
     /// Crashes injected.
     pub crashes: u64,
+    /// Crashes that caught a Ready not yet acted on.
+    pub torn_readies: u64,
     /// The failing runs.
     pub failures: Vec<SimReport>,
 }
@@ -999,6 +1027,7 @@ impl SoakTotals {
         self.acked_writes += r.acked_writes;
         self.reads += r.reads;
         self.crashes += r.crashes;
+        self.torn_readies += r.torn_readies;
         if r.violation.is_some() {
             self.failures.push(r);
         }
