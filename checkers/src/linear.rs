@@ -2,6 +2,7 @@
 //! budgets, witnesses and shrinking.
 
 use crate::compile::{Compiled, Part, compile, describe_state};
+use crate::model::{CasObs, MOp};
 use crate::search::{Progress, SOp, Search};
 use crate::{CheckError, LinOptions, OpSummary, Verdict, Witness};
 use faultline_history::Op;
@@ -110,7 +111,20 @@ pub fn check_linearizable(ops: &[Op], opts: &LinOptions) -> Result<LinReport, Ch
         .position(|s| s.finished() == Some(&Progress::Invalid))
     {
         let shrink_start = Instant::now();
-        let witness = build_witness(ops, &compiled, bad, &searches[bad], opts, &memo_bytes);
+        // Shrinking gets its own budget but never runs far past the time limit.
+        let mut shrink_until = shrink_start + opts.shrink_time;
+        if let Some(d) = deadline {
+            shrink_until = shrink_until.min(d.max(shrink_start + Duration::from_millis(50)));
+        }
+        let witness = build_witness(
+            ops,
+            &compiled,
+            bad,
+            &searches[bad],
+            opts,
+            &memo_bytes,
+            shrink_until,
+        );
         report.shrink_ms = ms(shrink_start.elapsed());
         report.verdict = Verdict::Invalid {
             key: compiled.parts[bad].key.clone(),
@@ -183,44 +197,53 @@ fn subset_invalid(
 /// The ops among `set` (indices into `part.ops`) that observe a value no op
 /// in `set` (nor the initial state) could have produced, ignoring order.
 fn unsupported_reads(part: &Part, set: &[usize]) -> Vec<usize> {
-    use crate::model::{CasObs, MOp, TxnStep};
-    use rustc_hash::FxHashSet;
+    use crate::model::TxnStep;
+    use rustc_hash::FxHashMap;
     let m = &part.machine;
-    let mut written: FxHashSet<(u16, u32)> = FxHashSet::default();
-    let mut appended: Vec<&[u8]> = Vec::new();
-    let mut elems: FxHashSet<u32> = FxHashSet::default();
-    let mut acquires = 0usize;
+    // For each value: the earliest call of an op in `set` that produces it. A
+    // read is explained only by a producer invoked before the read returned.
+    let mut written: FxHashMap<(u16, u32), usize> = FxHashMap::default();
+    let mut elems: FxHashMap<u32, usize> = FxHashMap::default();
+    let mut appended: Vec<(&[u8], usize)> = Vec::new();
+    let mut first_acquire = usize::MAX;
+    let note = |map: &mut FxHashMap<(u16, u32), usize>, k: (u16, u32), call: usize| {
+        let e = map.entry(k).or_insert(call);
+        *e = (*e).min(call);
+    };
     for &i in set {
+        let call = part.ops[i].call;
         match &part.ops[i].op {
-            MOp::Write(v) => {
-                written.insert((0, *v));
-            }
+            MOp::Write(v) => note(&mut written, (0, *v), call),
             MOp::Cas {
                 to,
                 obs: CasObs::Succeeded,
                 ..
-            } => {
-                written.insert((0, *to));
+            } => note(&mut written, (0, *to), call),
+            MOp::StrAppend(v) | MOp::StrPut(v) => appended.push((m.str_of(*v), call)),
+            MOp::SeqAppend(xs) => {
+                for &x in xs.iter() {
+                    let e = elems.entry(x).or_insert(call);
+                    *e = (*e).min(call);
+                }
             }
-            MOp::StrAppend(v) | MOp::StrPut(v) => appended.push(m.str_of(*v)),
-            MOp::SeqAppend(xs) => elems.extend(xs.iter().copied()),
             MOp::Txn(steps) => {
                 for s in steps.iter() {
                     if let TxnStep::Write(r, v) = s {
-                        written.insert((*r, *v));
+                        note(&mut written, (*r, *v), call);
                     }
                 }
             }
-            MOp::Acquire => acquires += 1,
+            MOp::Acquire => first_acquire = first_acquire.min(call),
             _ => {}
         }
     }
     let init_vec = m.vec_of(part.init).to_vec();
-    let init_elems: FxHashSet<u32> = m.seq_of(part.init).into_iter().collect();
+    let init_elems: Vec<u32> = m.seq_of(part.init);
     let init_str = m.str_of(part.init);
     // Whether `s` can be built from the initial string or an appended/put
-    // string, followed by appended strings (each usable any number of times).
-    let tileable = |s: &[u8]| {
+    // string, followed by appended strings (each usable any number of times),
+    // using only ops invoked before `deadline`.
+    let tileable = |s: &[u8], deadline: usize| {
         let mut reach = vec![false; s.len() + 1];
         reach[0] = true;
         if s.starts_with(init_str) {
@@ -230,35 +253,37 @@ fn unsupported_reads(part: &Part, set: &[usize]) -> Vec<usize> {
             if !reach[p] {
                 continue;
             }
-            for a in &appended {
-                if !a.is_empty() && s[p..].starts_with(a) {
+            for (a, call) in &appended {
+                if *call < deadline && !a.is_empty() && s[p..].starts_with(a) {
                     reach[p + a.len()] = true;
                 }
             }
         }
         reach[s.len()]
     };
+    let before = |call: Option<&usize>, deadline: usize| call.is_some_and(|c| *c < deadline);
     let mut out = Vec::new();
     for &i in set {
+        let deadline = part.ops[i].ret.unwrap_or(usize::MAX);
         let ok = match &part.ops[i].op {
             MOp::Read(Some(v))
             | MOp::Cas {
                 from: v,
                 obs: CasObs::Succeeded,
                 ..
-            } => *v == part.init || written.contains(&(0, *v)),
-            MOp::StrRead(Some(v)) => tileable(m.str_of(*v)),
+            } => *v == part.init || before(written.get(&(0, *v)), deadline),
+            MOp::StrRead(Some(v)) => tileable(m.str_of(*v), deadline),
             MOp::SeqRead(Some(v)) => m
                 .seq_of(*v)
                 .iter()
-                .all(|e| elems.contains(e) || init_elems.contains(e)),
+                .all(|e| init_elems.contains(e) || before(elems.get(e), deadline)),
             MOp::Txn(steps) => steps.iter().all(|s| match s {
                 TxnStep::Read(r, Some(v)) => {
-                    init_vec.get(*r as usize) == Some(v) || written.contains(&(*r, *v))
+                    init_vec.get(*r as usize) == Some(v) || before(written.get(&(*r, *v)), deadline)
                 }
                 _ => true,
             }),
-            MOp::Release => acquires > 0,
+            MOp::Release => first_acquire < deadline,
             _ => true,
         };
         if !ok {
@@ -266,6 +291,12 @@ fn unsupported_reads(part: &Part, set: &[usize]) -> Vec<usize> {
         }
     }
     out
+}
+
+/// The interned id of a register value, if it was interned.
+fn machine_value_id(compiled: &Compiled, v: &serde_json::Value) -> u32 {
+    let mut values = compiled.values.clone();
+    values.id(v)
 }
 
 fn others(n: usize) -> String {
@@ -283,6 +314,7 @@ fn build_witness(
     search: &Search,
     opts: &LinOptions,
     memo: &Arc<AtomicUsize>,
+    shrink_deadline: Instant,
 ) -> Witness {
     let part = &compiled.parts[bad];
     let mut machine = search.machine.clone();
@@ -299,9 +331,28 @@ fn build_witness(
         in_prefix[i] = true;
     }
     // The op that blocks: the earliest-returning required op not linearized.
-    let blocker = (0..part.ops.len())
-        .filter(|&i| !in_prefix[i] && part.ops[i].ret.is_some())
-        .min_by_key(|&i| part.ops[i].ret);
+    // When the search saw a read whose value can no longer be produced, that
+    // read is the op to show; otherwise the earliest-completing op left out.
+    let dead = search.dead_value.map(|l| search.local_values[l as usize]);
+    let needs = |i: usize, v: u32| match part.ops[i].op {
+        MOp::Read(Some(x)) => x == v,
+        MOp::Cas {
+            from,
+            obs: CasObs::Succeeded,
+            ..
+        } => from == v,
+        _ => false,
+    };
+    let stale = dead.and_then(|v| {
+        (0..part.ops.len())
+            .filter(|&i| !in_prefix[i] && part.ops[i].ret.is_some() && needs(i, v))
+            .min_by_key(|&i| part.ops[i].ret)
+    });
+    let blocker = stale.or_else(|| {
+        (0..part.ops.len())
+            .filter(|&i| !in_prefix[i] && part.ops[i].ret.is_some())
+            .min_by_key(|&i| part.ops[i].ret)
+    });
     let state_text = describe_state(compiled, part.shape, &machine, state);
     let key_text = part
         .key
@@ -318,12 +369,37 @@ fn build_witness(
                 !in_prefix[i] && i != b && part.ops[i].call < part.ops[b].ret.unwrap_or(usize::MAX)
             })
             .count();
-        explanation.push_str(&format!(
-            "{key_text}the longest linearizable prefix has {} ops, after which {state_text}. {} ",
-            prefix.len(),
-            o.describe()
-        ));
-        if legal_here {
+        let dead_at_root = stale.is_some() && prefix.is_empty();
+        if dead_at_root {
+            explanation.push_str(&format!("{key_text}{} ", o.describe()));
+        } else {
+            explanation.push_str(&format!(
+                "{key_text}the longest linearizable prefix has {} ops, after which {state_text}. {} ",
+                prefix.len(),
+                o.describe()
+            ));
+        }
+        if let (Some(_), Some(v)) = (stale, dead) {
+            let v = compiled.values.get(v);
+            let never = !(0..part.ops.len()).any(|i| match part.ops[i].op {
+                MOp::Write(x)
+                | MOp::Cas {
+                    to: x,
+                    obs: CasObs::Succeeded,
+                    ..
+                } => compiled.values.get(x) == v,
+                _ => false,
+            }) && part.init != machine_value_id(compiled, &v);
+            if never {
+                explanation.push_str(&format!(
+                    "needs the register to hold {v}, which no op writes and which is not the initial value."
+                ));
+            } else {
+                explanation.push_str(&format!(
+                    "needs the register to hold {v}, but in every order that gets this far, each op that writes {v} has already taken effect and been overwritten (a stale or lost read)."
+                ));
+            }
+        } else if legal_here {
             explanation.push_str(&format!(
                 "could go next, but every order of it and {} leads to a dead end.",
                 others(rivals)
@@ -342,7 +418,6 @@ fn build_witness(
     // Shrink: remove chunks while the rest stays non-linearizable, and every
     // read that some op in the full set explains stays explained (else the
     // shrunk set would just be "a read of a value nobody wrote").
-    let shrink_deadline = Instant::now() + opts.shrink_time;
     let mut cur: Vec<usize> = (0..part.ops.len()).collect();
     let baseline = unsupported_reads(part, &cur);
     let mut complete = true;

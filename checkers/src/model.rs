@@ -103,6 +103,9 @@ pub(crate) struct Machine {
     str_ids: FxHashMap<Box<[u8]>, u32>,
     /// (string, appended string) → concatenation.
     concat: FxHashMap<(u32, u32), u32>,
+    /// Bytes allocated for new states since the searcher last took the count
+    /// (charged to the memory budget).
+    pub(crate) grown: usize,
 }
 
 impl Machine {
@@ -123,6 +126,7 @@ impl Machine {
             return id;
         }
         let id = self.strs.len() as u32;
+        self.grown += 2 * (s.len() + 16) + 32;
         self.strs.push(s.into());
         self.str_ids.insert(s.into(), id);
         id
@@ -145,6 +149,7 @@ impl Machine {
         let mut v = self.str_of(a).to_vec();
         v.extend_from_slice(self.str_of(b));
         let c = self.str_id(&v);
+        self.grown += 24;
         self.concat.insert((a, b), c);
         c
     }
@@ -162,7 +167,9 @@ impl Machine {
         let next = self.nodes.len() as u32;
         let nodes = &mut self.nodes;
         let depth = &mut self.depth;
+        let grown = &mut self.grown;
         *self.trie.entry((node, sym)).or_insert_with(|| {
+            *grown += 48;
             nodes.push((node, sym));
             depth.push(depth[node as usize] + 1);
             next
@@ -186,6 +193,7 @@ impl Machine {
             return id;
         }
         let id = self.vecs.len() as u32;
+        self.grown += 2 * (v.len() * 4 + 16) + 32;
         self.vecs.push(v.into());
         self.vec_ids.insert(v.into(), id);
         id

@@ -15,7 +15,7 @@
 //! optional ops, already failed (having fewer optional ops used dominates).
 //! The search is resumable: [`Search::run`] takes a step budget.
 
-use crate::model::{MOp, Machine};
+use crate::model::{CasObs, MOp, Machine};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -136,6 +136,23 @@ pub(crate) struct Search {
     /// Whether the partition's states are sequences that only puts can shrink
     /// (enables the read-prefix lookahead).
     seq: bool,
+    /// Register partitions: per op, the local index of the value it produces
+    /// (write v, cas to v) and of the value it needs the register to hold
+    /// (required read v, required successful cas from v), or NIL.
+    op_prod: Vec<u32>,
+    op_need: Vec<u32>,
+    /// Per local value: unlinearized producers and unlinearized required readers.
+    producers: Vec<u32>,
+    readers: Vec<u32>,
+    /// Local index of each register value (by value id).
+    local: FxHashMap<u32, u32>,
+    /// A local value some required op reads but that nothing can produce any more,
+    /// seen at the deepest configuration that died of it.
+    pub dead_value: Option<u32>,
+    /// The value id of each local index.
+    pub local_values: Vec<u32>,
+    /// Bytes of model states charged to the shared budget.
+    charged: usize,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -186,6 +203,46 @@ impl Search {
         let wr = (nr as usize).div_ceil(64);
         let wo = (no as usize).div_ceil(64);
         let zob = (0..n as u64).map(|i| splitmix(i ^ 0x5EED)).collect();
+        // Value bookkeeping for register partitions (stale-read pruning).
+        let mut local: FxHashMap<u32, u32> = FxHashMap::default();
+        let mut local_values = Vec::new();
+        let mut op_prod = vec![NIL; n];
+        let mut op_need = vec![NIL; n];
+        let mut intern = |v: u32| {
+            let next = local.len() as u32;
+            *local.entry(v).or_insert_with(|| {
+                local_values.push(v);
+                next
+            })
+        };
+        for (i, o) in ops.iter().enumerate() {
+            let required = o.ret.is_some();
+            match o.op {
+                MOp::Write(v) => op_prod[i] = intern(v),
+                MOp::Cas {
+                    from,
+                    to,
+                    obs: CasObs::Succeeded,
+                } => {
+                    op_prod[i] = intern(to);
+                    if required {
+                        op_need[i] = intern(from);
+                    }
+                }
+                MOp::Read(Some(v)) if required => op_need[i] = intern(v),
+                _ => {}
+            }
+        }
+        let mut producers = vec![0u32; local.len()];
+        let mut readers = vec![0u32; local.len()];
+        for i in 0..n {
+            if op_prod[i] != NIL {
+                producers[op_prod[i] as usize] += 1;
+            }
+            if op_need[i] != NIL {
+                readers[op_need[i] as usize] += 1;
+            }
+        }
         Search {
             bit,
             next,
@@ -214,6 +271,14 @@ impl Search {
             done: None,
             pass2: false,
             opt_left: no as usize,
+            op_prod,
+            op_need,
+            producers,
+            readers,
+            local,
+            dead_value: None,
+            local_values,
+            charged: 0,
             seq: ops
                 .iter()
                 .any(|o| matches!(o.op, MOp::SeqAppend(_) | MOp::StrAppend(_))),
@@ -293,6 +358,24 @@ impl Search {
         false
     }
 
+    /// A value some remaining required op needs the register to hold, that no
+    /// remaining op can produce, and that the register does not hold now.
+    fn value_dead(&self, v: u32) -> Option<u32> {
+        let &l = self.local.get(&v)?;
+        (self.readers[l as usize] > 0 && self.producers[l as usize] == 0 && self.state != v)
+            .then_some(l)
+    }
+
+    fn count(&mut self, i: usize, delta: i32) {
+        let (p, r) = (self.op_prod[i], self.op_need[i]);
+        if p != NIL {
+            self.producers[p as usize] = self.producers[p as usize].wrapping_add_signed(delta);
+        }
+        if r != NIL {
+            self.readers[r as usize] = self.readers[r as usize].wrapping_add_signed(delta);
+        }
+    }
+
     /// Runs up to `budget` steps.
     pub fn run(&mut self, budget: u64) -> Progress {
         if let Some(d) = &self.done {
@@ -300,6 +383,15 @@ impl Search {
         }
         if self.cursor == NIL && self.stack.is_empty() && self.steps == 0 {
             self.cursor = self.next[HEAD as usize];
+            // A value that is read but that nothing writes (and is not the
+            // initial value) makes the whole partition impossible.
+            for l in 0..self.local_values.len() {
+                if self.value_dead(self.local_values[l]).is_some() {
+                    self.dead_value = Some(l as u32);
+                    self.done = Some(Progress::Invalid);
+                    return Progress::Invalid;
+                }
+            }
         }
         let per_entry = self.memo.bytes_per_entry();
         let mut left = budget;
@@ -318,7 +410,16 @@ impl Search {
                     self.cursor = self.next[e as usize];
                     continue;
                 }
-                if let Some(s2) = self.machine.step(self.state, &self.ops[i].op)
+                let next_state = self.machine.step(self.state, &self.ops[i].op);
+                if self.machine.grown > 0 {
+                    let g = std::mem::take(&mut self.machine.grown);
+                    self.charged += g;
+                    if self.memo_bytes.fetch_add(g, Ordering::Relaxed) + g > self.memo_limit {
+                        self.done = Some(Progress::OutOfMemory);
+                        return Progress::OutOfMemory;
+                    }
+                }
+                if let Some(s2) = next_state
                     && !(optional && s2 == self.state)
                 {
                     self.flip(i);
@@ -336,7 +437,9 @@ impl Search {
                             memo: slot,
                         });
                         self.lift(i);
+                        let old = self.state;
                         self.state = s2;
+                        self.count(i, -1);
                         if optional {
                             self.opt_left -= 1;
                         } else {
@@ -350,7 +453,19 @@ impl Search {
                             self.stable = self.stack.len();
                         }
                         self.cursor = self.next[HEAD as usize];
-                        if self.seq && self.read_ahead_dead() {
+                        // A stale read ahead: the value the register just
+                        // left is still needed but can never come back.
+                        let stale = if old != s2 {
+                            self.value_dead(old)
+                        } else {
+                            None
+                        };
+                        if let Some(l) = stale
+                            && self.stack.len() >= self.best.len()
+                        {
+                            self.dead_value = Some(l);
+                        }
+                        if stale.is_some() || (self.seq && self.read_ahead_dead()) {
                             // Backtrack at the next step.
                             self.cursor = NIL;
                             self.pass2 = true;
@@ -375,6 +490,7 @@ impl Search {
                 self.memo.meta[f.memo as usize].1 = true;
                 let i = f.op as usize;
                 self.unlift(i);
+                self.count(i, 1);
                 self.flip(i);
                 if self.ops[i].ret.is_some() {
                     self.remaining += 1;
@@ -394,7 +510,7 @@ impl Search {
 impl Drop for Search {
     fn drop(&mut self) {
         // Give the shared memo budget back so later searches (shrinking) can use it.
-        let used = self.memo.meta.len() * self.memo.bytes_per_entry();
+        let used = self.memo.meta.len() * self.memo.bytes_per_entry() + self.charged;
         self.memo_bytes.fetch_sub(used, Ordering::Relaxed);
     }
 }
