@@ -121,6 +121,9 @@ pub enum DriverError {
     /// Storage failed: the node cannot promise durability any more.
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
+    /// The snapshot-writing thread panicked.
+    #[error("the snapshot-writing thread panicked")]
+    SnapshotThread,
     /// A snapshot from the leader could not be read.
     #[error("{0}")]
     Snapshot(#[from] crate::kv::BadSnapshot),
@@ -158,6 +161,8 @@ pub struct Driver {
     ticks: u64,
     /// Log writes held back until the next tick (the `ack-before-fsync` bug).
     deferred: Vec<(Vec<Entry>, Option<HardState>)>,
+    /// The snapshot file being written in the background, if any.
+    snapshot_job: Option<std::thread::JoinHandle<Result<u64, StorageError>>>,
 }
 
 impl Driver {
@@ -190,6 +195,7 @@ impl Driver {
             next_ctx: 1,
             ticks: 0,
             deferred: Vec::new(),
+            snapshot_job: None,
         }
     }
 
@@ -228,6 +234,7 @@ impl Driver {
             self.process_ready()?;
             if stop {
                 self.flush_deferred()?;
+                self.finish_snapshot(true)?;
                 self.storage.sync()?;
                 tracing::info!("event loop stopped");
                 return Ok(());
@@ -378,6 +385,8 @@ impl Driver {
         //    reset the state machine.
         if let Some(snap) = &rd.snapshot {
             self.flush_deferred()?;
+            // One snapshot file write at a time, and never an older one last.
+            self.finish_snapshot(true)?;
             self.storage.install_snapshot(snap)?;
             self.kv = Kv::restore(&snap.data)?;
             self.applied = snap.meta.index;
@@ -493,32 +502,62 @@ impl Driver {
         Ok(())
     }
 
+    /// Takes a snapshot every `snapshot_every` applied entries. The state is
+    /// serialised here, but the file is written and fsynced on a helper
+    /// thread so that the event loop keeps committing meanwhile; the log
+    /// segments it covers are deleted once it is durable.
     fn maybe_snapshot(&mut self) -> Result<(), DriverError> {
-        if self.applied < self.snapshot_index + self.cfg.snapshot_every {
+        self.finish_snapshot(false)?;
+        if self.snapshot_job.is_some()
+            || self.applied < self.snapshot_index + self.cfg.snapshot_every
+        {
             return Ok(());
         }
         // The snapshot must not overtake log writes held back by a test bug.
         self.flush_deferred()?;
         let started = Instant::now();
-        let data = self.kv.snapshot();
         let snap = Snapshot {
             meta: SnapshotMeta {
                 index: self.applied,
                 term: self.applied_term,
             },
-            data,
+            data: self.kv.snapshot(),
         };
-        self.storage.save_snapshot(&snap)?;
-        if let Err(e) = self.raft.compact(snap.meta.index, snap.data) {
+        let writer = self.storage.snapshot_writer();
+        let index = snap.meta.index;
+        let bytes = snap.data.len();
+        // The core may serve the snapshot to lagging followers at once: our
+        // own log keeps the entries until the file is durable.
+        let data = snap.data.clone();
+        if let Err(e) = self.raft.compact(index, data) {
             tracing::warn!("core refused compaction: {e}");
         }
-        self.snapshot_index = snap.meta.index;
-        tracing::info!(
-            index = snap.meta.index,
-            keys = self.kv.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "snapshot taken, log compacted"
-        );
+        self.snapshot_index = index;
+        self.snapshot_job = Some(std::thread::spawn(move || {
+            writer.write(&snap)?;
+            tracing::info!(
+                index,
+                bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "snapshot written"
+            );
+            Ok(index)
+        }));
+        Ok(())
+    }
+
+    /// Completes a finished background snapshot write (or waits for it when
+    /// `wait`), then deletes the log segments it covers.
+    fn finish_snapshot(&mut self, wait: bool) -> Result<(), DriverError> {
+        let Some(job) = self.snapshot_job.take() else {
+            return Ok(());
+        };
+        if !wait && !job.is_finished() {
+            self.snapshot_job = Some(job);
+            return Ok(());
+        }
+        let index = job.join().map_err(|_| DriverError::SnapshotThread)??;
+        self.storage.snapshot_written(index)?;
         Ok(())
     }
 }

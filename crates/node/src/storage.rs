@@ -505,8 +505,27 @@ impl Storage {
         if snap.meta.index <= self.snapshot_index {
             return Ok(());
         }
-        self.write_snapshot_file(snap)?;
-        self.snapshot_index = snap.meta.index;
+        self.snapshot_writer().write(snap)?;
+        self.snapshot_written(snap.meta.index)
+    }
+
+    /// A handle that writes snapshot files from another thread, so that a
+    /// large snapshot does not stall the event loop. At most one write may be
+    /// in flight, and none while [`Storage::install_snapshot`] runs.
+    pub fn snapshot_writer(&self) -> SnapshotWriter {
+        SnapshotWriter {
+            dir: self.dir.clone(),
+            fsync: self.opts.fsync,
+        }
+    }
+
+    /// Records that a snapshot at `index` is durable and deletes the log
+    /// segments it wholly covers.
+    pub fn snapshot_written(&mut self, index: u64) -> Result<(), StorageError> {
+        if index <= self.snapshot_index {
+            return Ok(());
+        }
+        self.snapshot_index = index;
         self.drop_covered_segments()
     }
 
@@ -564,13 +583,7 @@ impl Storage {
     }
 
     fn write_snapshot_file(&mut self, snap: &Snapshot) -> Result<(), StorageError> {
-        let mut bytes = vec![0u8; HEADER];
-        postcard::to_io(snap, &mut bytes).expect("writing to a Vec cannot fail");
-        let len = (bytes.len() - HEADER) as u32;
-        let crc = crc32fast::hash(&bytes[HEADER..]);
-        bytes[0..4].copy_from_slice(&len.to_le_bytes());
-        bytes[4..8].copy_from_slice(&crc.to_le_bytes());
-        write_atomic(&self.dir, SNAPSHOT_FILE, &bytes, self.opts.fsync)
+        self.snapshot_writer().write(snap)
     }
 
     /// Deletes segments whose entries all lie at or below the snapshot index,
@@ -633,6 +646,26 @@ impl Storage {
         self.last_index = index - 1;
         self.dirty_meta = true;
         Ok(())
+    }
+}
+
+/// Writes the snapshot file of a data directory (see [`Storage::snapshot_writer`]).
+#[derive(Clone, Debug)]
+pub struct SnapshotWriter {
+    dir: PathBuf,
+    fsync: bool,
+}
+
+impl SnapshotWriter {
+    /// Replaces the snapshot file atomically with `snap`.
+    pub fn write(&self, snap: &Snapshot) -> Result<(), StorageError> {
+        let mut bytes = vec![0u8; HEADER];
+        postcard::to_io(snap, &mut bytes).expect("writing to a Vec cannot fail");
+        let len = (bytes.len() - HEADER) as u32;
+        let crc = crc32fast::hash(&bytes[HEADER..]);
+        bytes[0..4].copy_from_slice(&len.to_le_bytes());
+        bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+        write_atomic(&self.dir, SNAPSHOT_FILE, &bytes, self.fsync)
     }
 }
 
