@@ -319,18 +319,19 @@ fn distribution(lat: &Latencies) -> Chart {
         .map(|(q, _)| 1.0 / (1.0 - q))
         .fold(10.0f64, f64::max)
         .min(1e6);
-    let max_y = series
+    let (min_y, max_y) = series
         .iter()
         .flat_map(|s| s.2.iter())
         .map(|p| p.1)
-        .fold(1.0f64, f64::max);
+        .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let f = Frame {
         left: 64.0,
         top: 60.0,
         width: W - 64.0 - 20.0,
         height: H - 60.0 - 48.0,
         x: Scale::log(1.0, max_x),
-        y: Scale::linear(0.0, max_y * 1.05),
+        // Log: timeouts (info ops) would flatten every other curve on a linear axis.
+        y: Scale::log(min_y.min(max_y), max_y * 1.3),
     };
     let mut svg = Svg::new(W, H);
     svg.title("Latency by percentile (HdrHistogram view; latency.hgrm)");
@@ -378,7 +379,7 @@ fn distribution(lat: &Latencies) -> Chart {
         "percentile",
     );
     svg.raw(&format!(
-        r##"<text x="14" y="{y:.1}" text-anchor="middle" fill="#222" transform="rotate(-90 14 {y:.1})">latency (ms)</text>"##,
+        r##"<text x="14" y="{y:.1}" text-anchor="middle" fill="#222" transform="rotate(-90 14 {y:.1})">latency (ms, log)</text>"##,
         y = f.top + f.height / 2.0
     ));
     for (_, c, pts) in &series {

@@ -173,7 +173,7 @@ pub fn render(p: &Page<'_>) -> String {
     }
     run_section(&mut h, p, &seed);
     latency_section(&mut h, p);
-    h.push_str("<section><h2>Plots</h2>");
+    h.push_str("<section id=plots><h2>Plots</h2>");
     for c in p.charts {
         let _ = write!(h, "<h3>{}</h3>", esc(c.title));
         if let Some(n) = &c.note {
@@ -184,7 +184,7 @@ pub fn render(p: &Page<'_>) -> String {
     h.push_str("</section>");
     faults_section(&mut h, p);
     if !p.run.notes.is_empty() {
-        h.push_str("<section><h2>Notes</h2>");
+        h.push_str("<section id=notes><h2>Notes</h2>");
         for n in &p.run.notes {
             let _ = write!(h, "<div class=note>{}</div>", esc(n));
         }
@@ -202,7 +202,7 @@ pub fn render(p: &Page<'_>) -> String {
 fn witness_section(h: &mut String, p: &Page<'_>, w: &Witness) {
     let by_index: HashMap<u64, &super::load::OpRec> =
         p.run.ops.iter().map(|o| (o.index, o)).collect();
-    h.push_str("<section><h2>Why it is invalid</h2>");
+    h.push_str("<section id=witness><h2>Why it is invalid</h2>");
     let plain = witness::timed_explanation(w, &by_index).unwrap_or_else(|| {
         // The checker's first sentence(s), before the list of ops.
         w.explanation.lines().next().unwrap_or("").to_string()
@@ -277,7 +277,7 @@ fn witness_section(h: &mut String, p: &Page<'_>, w: &Witness) {
 
 fn run_section(h: &mut String, p: &Page<'_>, seed: &str) {
     let cfg = &p.run.config;
-    h.push_str("<section><h2>Run</h2><table class=kv>");
+    h.push_str("<section id=run><h2>Run</h2><table class=kv>");
     let _ = write!(h, "<tr><td>seed</td><td class=seed>{}</td></tr>", esc(seed));
     if let Some(settings) = cfg.get("settings").and_then(Value::as_object) {
         for (k, v) in settings {
@@ -346,7 +346,7 @@ fn run_section(h: &mut String, p: &Page<'_>, seed: &str) {
 }
 
 fn latency_section(h: &mut String, p: &Page<'_>) {
-    h.push_str("<section><h2>Latency (ms)</h2><table><tr><th>f</th><th>outcome</th><th class=n>count</th><th class=n>p50</th><th class=n>p90</th><th class=n>p99</th><th class=n>p99.9</th><th class=n>max</th></tr>");
+    h.push_str("<section id=latency><h2>Latency (ms)</h2><table><tr><th>f</th><th>outcome</th><th class=n>count</th><th class=n>p50</th><th class=n>p90</th><th class=n>p99</th><th class=n>p99.9</th><th class=n>max</th></tr>");
     for (f, o, hist) in p.lat.rows() {
         let q = super::latency::quantiles(hist);
         let _ = write!(
@@ -372,7 +372,7 @@ fn latency_section(h: &mut String, p: &Page<'_>) {
 fn faults_section(h: &mut String, p: &Page<'_>) {
     let _ = write!(
         h,
-        "<section><h2>Fault windows and availability</h2><p class=muted>{} windows (from {}). A window runs from the action that started the fault to the one that ended it. <b>Last ok before</b>: from the last ok completion before the fault to its start. <b>Recovery</b>: from the fault's end to the first ok completion after it. <b>Longest gap</b>: the longest stretch without an ok completion that overlaps the window.</p>",
+        "<section id=faults><h2>Fault windows and availability</h2><p class=muted>{} windows (from {}). A window runs from the action that started the fault to the one that ended it. <b>Last ok before</b>: from the last ok completion before the fault to its start. <b>Recovery</b>: from the fault's end to the first ok completion after it. <b>Longest gap</b>: the longest stretch without an ok completion that overlaps the window.</p>",
         p.avail.len(),
         esc(p.run.windows_source)
     );

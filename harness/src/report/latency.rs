@@ -210,8 +210,8 @@ mod tests {
     #[test]
     fn hgrm_has_hdrhistograms_layout() {
         let mut h = new_hist();
-        for us in 1..=1000u64 {
-            record(&mut h, us * 1000);
+        for ms in 1..=1000u64 {
+            record(&mut h, ms * 1_000_000);
         }
         let text = hgrm(&h);
         let lines: Vec<&str> = text.lines().collect();
@@ -230,7 +230,9 @@ mod tests {
             last_row.ends_with(" 1.000000000000       1000"),
             "{last_row}"
         );
-        assert!(lines[lines.len() - 3].starts_with("#[Mean    =      500.500, StdDeviation   = "));
+        let mean = &lines[lines.len() - 3];
+        assert!(mean.starts_with("#[Mean    =      500."), "{mean}");
+        assert!(mean.contains(", StdDeviation   =      288."), "{mean}");
         assert_eq!(
             lines[lines.len() - 2],
             "#[Max     =     1000.447, Total count    =         1000]"
@@ -246,7 +248,7 @@ mod tests {
         }
         let q = quantiles(&h);
         assert_eq!(q["count"], 5);
-        assert_eq!(q["p50"], 3.0);
+        assert!((q["p50"].as_f64().unwrap() - 3.0).abs() < 0.01);
         assert!((q["max"].as_f64().unwrap() - 100.0).abs() < 0.1);
     }
 }

@@ -72,13 +72,13 @@ impl Scale {
         Scale::Linear { min, max }
     }
 
-    /// A log scale covering `[min, max]` rounded out to whole decades.
+    /// A log scale from `min` rounded down to a decade up to `max` (at
+    /// least one decade wide).
     pub fn log(min: f64, max: f64) -> Scale {
-        let min = min.max(1e-3);
-        let max = max.max(min * 10.0);
+        let min = 10f64.powf(min.max(1e-3).log10().floor());
         Scale::Log {
-            min: 10f64.powf(min.log10().floor()),
-            max: 10f64.powf(max.log10().ceil()),
+            min,
+            max: max.max(min * 10.0),
         }
     }
 
@@ -114,15 +114,17 @@ impl Scale {
             }
             Scale::Log { min, max } => {
                 let lo = min.log10().round() as i32;
-                let hi = max.log10().round() as i32;
+                let hi = max.log10().floor() as i32;
                 let mut out = Vec::new();
                 for e in lo..=hi {
                     let v = 10f64.powi(e);
                     out.push((v, fmt_num(v)));
                     // Fewer than three decades: label 2× and 5× too.
-                    if hi - lo < 3 && e < hi {
+                    if hi - lo < 3 {
                         for m in [2.0, 5.0] {
-                            out.push((v * m, fmt_num(v * m)));
+                            if v * m <= max {
+                                out.push((v * m, fmt_num(v * m)));
+                            }
                         }
                     }
                 }
@@ -415,10 +417,11 @@ mod tests {
 
     #[test]
     fn log_scale_rounds_to_decades_and_labels_them() {
-        let s = Scale::log(0.3, 40.0);
+        let s = Scale::log(0.3, 100.0);
         let labels: Vec<String> = s.ticks().into_iter().map(|t| t.1).collect();
         assert_eq!(labels.first().map(String::as_str), Some("0.1"));
         assert!(labels.contains(&"100".to_string()));
+        assert!(!labels.contains(&"200".to_string()));
         assert!((s.frac(1.0) - 1.0 / 3.0).abs() < 1e-9);
     }
 

@@ -166,7 +166,7 @@ pub fn timed_explanation(w: &Witness, ops: &HashMap<u64, &OpRec>) -> Option<Stri
         .filter_map(|m| ops.get(&m.index).copied())
         .collect();
     let read_span = format!(
-        "read by process {} (invoked {}, returned {})",
+        "read by process {} (invoked {}, completed {})",
         read.process,
         secs(read.invoke_ns),
         read.complete_ns.map(secs).unwrap_or_else(|| "never".into())
