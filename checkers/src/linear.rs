@@ -8,7 +8,7 @@ use crate::{CheckError, LinOptions, OpSummary, Verdict, Witness};
 use faultline_history::Op;
 use rayon::prelude::*;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The result of one linearizability check.
@@ -62,6 +62,8 @@ pub fn check_linearizable(ops: &[Op], opts: &LinOptions) -> Result<LinReport, Ch
         None
     };
     let mut slice = FIRST_SLICE;
+    // Set by the first part found invalid so parallel peers stop their slice early.
+    let stop = AtomicBool::new(false);
     let mut timed_out = false;
     loop {
         let active: Vec<&mut Search> = searches
@@ -74,7 +76,9 @@ pub fn check_linearizable(ops: &[Op], opts: &LinOptions) -> Result<LinReport, Ch
         match &pool {
             Some(pool) => pool.install(|| {
                 active.into_par_iter().for_each(|s| {
-                    s.run(slice);
+                    if s.run_until(slice, &stop) == Progress::Invalid {
+                        stop.store(true, Ordering::Relaxed);
+                    }
                 })
             }),
             None => {

@@ -18,7 +18,7 @@
 use crate::model::{CasObs, MOp, Machine};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const NIL: u32 = u32::MAX;
 const HEAD: u32 = 0;
@@ -374,6 +374,20 @@ impl Search {
         if r != NIL {
             self.readers[r as usize] = self.readers[r as usize].wrapping_add_signed(delta);
         }
+    }
+
+    /// Runs up to `budget` steps, returning early (Continue) once `stop` is set.
+    pub fn run_until(&mut self, budget: u64, stop: &AtomicBool) -> Progress {
+        let mut left = budget;
+        while left > 0 {
+            let chunk = left.min(1024);
+            left -= chunk;
+            let p = self.run(chunk);
+            if p != Progress::Continue || stop.load(Ordering::Relaxed) {
+                return p;
+            }
+        }
+        Progress::Continue
     }
 
     /// Runs up to `budget` steps.
