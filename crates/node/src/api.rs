@@ -217,6 +217,7 @@ fn respond(st: &ApiState, kind: Kind, answer: Answer) -> Response {
         Answer::Applied(Outcome::Done) => ok(json!({})),
         Answer::Applied(Outcome::Cas { ok: true, .. }) => ok(json!({"ok": true})),
         Answer::Applied(Outcome::Cas { ok: false, current }) => {
+            let current: Value = serde_json::from_str(&current).unwrap_or(Value::Null);
             (StatusCode::PRECONDITION_FAILED, axum::Json(json!({"ok": false, "value": current}))).into_response()
         }
         Answer::Applied(Outcome::Incr(n)) => ok(json!({"value": n})),

@@ -80,8 +80,8 @@ pub enum Outcome {
     Cas {
         /// True when the value matched and was replaced.
         ok: bool,
-        /// The value found (`null` when absent).
-        current: Value,
+        /// The value found, as JSON text (`null` when absent).
+        current: String,
     },
     /// An increment's new value.
     Incr(i64),
@@ -100,17 +100,12 @@ struct Session {
     outcome: Outcome,
 }
 
-/// The key-value state and the de-duplication table.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The key-value state and the de-duplication table. Values are kept as
+/// compact JSON text, as they arrive: a put costs no parsing, and a snapshot
+/// is a binary copy (only cas, append and incr look inside a value).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Kv {
-    data: HashMap<String, Value>,
-    sessions: HashMap<String, Session>,
-}
-
-/// The snapshot form (JSON: snapshots are rare, and JSON keeps `Value`).
-#[derive(Serialize, Deserialize)]
-struct SnapshotForm {
-    data: HashMap<String, Value>,
+    data: HashMap<String, String>,
     sessions: HashMap<String, Session>,
 }
 
@@ -126,6 +121,8 @@ fn parse(json: &str) -> Value {
     serde_json::from_str(json).unwrap_or(Value::Null)
 }
 
+const NULL: &str = "null";
+
 impl Kv {
     /// An empty state.
     pub fn new() -> Kv {
@@ -134,7 +131,7 @@ impl Kv {
 
     /// The value at `key` (`null` when absent).
     pub fn get(&self, key: &str) -> Value {
-        self.data.get(key).cloned().unwrap_or(Value::Null)
+        self.data.get(key).map_or(Value::Null, |t| parse(t))
     }
 
     /// The number of keys.
@@ -172,13 +169,19 @@ impl Kv {
         self.execute(cmd.op)
     }
 
+    /// Sets `key` to JSON text, `null` meaning absent.
+    fn set(&mut self, key: String, text: String) {
+        if text.trim() == NULL {
+            self.data.remove(&key);
+        } else {
+            self.data.insert(key, text);
+        }
+    }
+
     fn execute(&mut self, op: Op) -> Outcome {
         match op {
             Op::Put { key, value } => {
-                match parse(&value) {
-                    Value::Null => self.data.remove(&key),
-                    v => self.data.insert(key, v),
-                };
+                self.set(key, value);
                 Outcome::Done
             }
             Op::Delete { key } => {
@@ -186,36 +189,42 @@ impl Kv {
                 Outcome::Done
             }
             Op::Cas { key, from, to } => {
+                // Compare parsed values: equal JSON may differ in text (key
+                // order of objects, number spelling).
                 let current = self.get(&key);
-                if current != parse(&from) {
-                    return Outcome::Cas { ok: false, current };
+                let ok = current == parse(&from);
+                if ok {
+                    self.set(key, to);
                 }
-                match parse(&to) {
-                    Value::Null => self.data.remove(&key),
-                    v => self.data.insert(key, v),
-                };
-                Outcome::Cas { ok: true, current }
-            }
-            Op::Append { key, value } => {
-                let v = parse(&value);
-                match self.data.get_mut(&key) {
-                    None => {
-                        self.data.insert(key, Value::Array(vec![v]));
-                        Outcome::Done
-                    }
-                    Some(Value::Array(list)) => {
-                        list.push(v);
-                        Outcome::Done
-                    }
-                    Some(_) => Outcome::Rejected(format!(
-                        "cannot append: the value at {key:?} is not a list"
-                    )),
+                Outcome::Cas {
+                    ok,
+                    current: current.to_string(),
                 }
             }
+            Op::Append { key, value } => match self.data.get_mut(&key) {
+                None => {
+                    self.data.insert(key, format!("[{value}]"));
+                    Outcome::Done
+                }
+                // Stored text is compact JSON, so a list is `[...]` exactly
+                // and the element can be spliced in without re-encoding.
+                Some(list) if list.starts_with('[') && list.ends_with(']') => {
+                    list.pop();
+                    if list.len() > 1 {
+                        list.push(',');
+                    }
+                    list.push_str(&value);
+                    list.push(']');
+                    Outcome::Done
+                }
+                Some(_) => {
+                    Outcome::Rejected(format!("cannot append: the value at {key:?} is not a list"))
+                }
+            },
             Op::Incr { key, delta } => {
                 let current = match self.data.get(&key) {
                     None => 0,
-                    Some(v) => match v.as_i64() {
+                    Some(t) => match parse(t).as_i64() {
                         Some(n) => n,
                         None => {
                             return Outcome::Rejected(format!(
@@ -226,7 +235,7 @@ impl Kv {
                 };
                 match current.checked_add(delta) {
                     Some(n) => {
-                        self.data.insert(key, Value::from(n));
+                        self.data.insert(key, n.to_string());
                         Outcome::Incr(n)
                     }
                     None => Outcome::Rejected(format!(
@@ -237,19 +246,9 @@ impl Kv {
         }
     }
 
-    /// The state as snapshot bytes.
+    /// The state as snapshot bytes (postcard).
     pub fn snapshot(&self) -> Vec<u8> {
-        // Borrowing serializer to avoid cloning the whole map.
-        #[derive(Serialize)]
-        struct Ref<'a> {
-            data: &'a HashMap<String, Value>,
-            sessions: &'a HashMap<String, Session>,
-        }
-        serde_json::to_vec(&Ref {
-            data: &self.data,
-            sessions: &self.sessions,
-        })
-        .expect("serialising JSON values cannot fail")
+        postcard::to_allocvec(self).expect("encoding to a Vec cannot fail")
     }
 
     /// The state a snapshot holds.
@@ -257,12 +256,7 @@ impl Kv {
         if bytes.is_empty() {
             return Ok(Kv::new());
         }
-        let form: SnapshotForm =
-            serde_json::from_slice(bytes).map_err(|e| BadSnapshot(e.to_string()))?;
-        Ok(Kv {
-            data: form.data,
-            sessions: form.sessions,
-        })
+        postcard::from_bytes(bytes).map_err(|e| BadSnapshot(e.to_string()))
     }
 }
 
@@ -298,14 +292,14 @@ mod tests {
             kv.apply(cas(json!(2), json!(3)), true),
             Outcome::Cas {
                 ok: false,
-                current: json!(1)
+                current: "1".into()
             }
         );
         assert_eq!(
             kv.apply(cas(json!(1), json!(3)), true),
             Outcome::Cas {
                 ok: true,
-                current: json!(1)
+                current: "1".into()
             }
         );
         assert_eq!(kv.get("a"), json!(3));
@@ -315,7 +309,7 @@ mod tests {
             kv.apply(cas(Value::Null, json!("x")), true),
             Outcome::Cas {
                 ok: true,
-                current: Value::Null
+                current: "null".into()
             }
         );
         let app = |v: Value| {
@@ -360,6 +354,36 @@ mod tests {
             Outcome::Done
         );
         assert!(matches!(kv.apply(incr(1), true), Outcome::Rejected(_)));
+    }
+
+    #[test]
+    fn values_compare_as_json_and_lists_splice() {
+        let mut kv = Kv::new();
+        kv.apply(cmd(put("o", json!({"a": 1, "b": [2, 3]}))), true);
+        let cas = Op::Cas {
+            key: "o".into(),
+            from: r#"{ "b": [2,3], "a": 1 }"#.into(),
+            to: "true".into(),
+        };
+        assert!(matches!(
+            kv.apply(cmd(cas), true),
+            Outcome::Cas { ok: true, .. }
+        ));
+        assert_eq!(kv.get("o"), json!(true));
+        kv.apply(cmd(put("l", json!([]))), true);
+        for v in [json!(1), json!("two"), json!([3])] {
+            kv.apply(
+                cmd(Op::Append {
+                    key: "l".into(),
+                    value: v.to_string(),
+                }),
+                true,
+            );
+        }
+        assert_eq!(kv.get("l"), json!([1, "two", [3]]));
+        let back = Kv::restore(&kv.snapshot()).unwrap();
+        assert_eq!(back, kv);
+        assert_eq!(back.get("l"), json!([1, "two", [3]]));
     }
 
     #[test]
