@@ -49,11 +49,15 @@ fn random_executions_are_valid() {
         for seed in 0..25u64 {
             let events = generate(&params(gm, seed));
             let ops = pair("gen", &events).unwrap();
-            let r = check_linearizable(&ops, &opts(model)).unwrap();
+            let mut o = opts(model);
+            // Odd seeds go through the parallel (rayon) path.
+            o.threads = 1 + (seed as usize % 2);
+            let r = check_linearizable(&ops, &o).unwrap();
             assert_eq!(
                 r.verdict,
                 Verdict::Valid,
-                "model {model:?} seed {seed}: {:?}",
+                "model {model:?} seed {seed} threads {}: {:?}",
+                o.threads,
                 r.verdict
             );
         }
