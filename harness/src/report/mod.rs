@@ -242,12 +242,15 @@ pub fn run(args: &ReportArgs) -> Result<u8> {
         anyhow::bail!("{} is not a run folder (no such directory)", dir.display());
     }
     let s = write_report(&dir)?;
-    println!("{}: {}", dir.display(), s.verdict);
+    // A closed stdout (e.g. piped into `head`) must not turn a written report into a panic.
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}: {}", dir.display(), s.verdict);
     for l in s.summary_lines() {
-        println!("{l}");
+        let _ = writeln!(out, "{l}");
     }
     for n in &s.notes {
-        println!("  note      {n}");
+        let _ = writeln!(out, "  note      {n}");
     }
     Ok(0)
 }

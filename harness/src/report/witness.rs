@@ -133,9 +133,10 @@ pub fn find(results: &Value) -> Option<Witness> {
     })
 }
 
-/// Seconds with millisecond precision, e.g. `12.410 s`.
+/// Seconds to a tenth of a millisecond, e.g. `12.4103 s` (ops on loopback
+/// often take less than a millisecond).
 pub fn secs(ns: u64) -> String {
-    format!("{:.3} s", ns as f64 / 1e9)
+    format!("{:.4} s", ns as f64 / 1e9)
 }
 
 fn is_read(f: &str) -> bool {
@@ -334,7 +335,8 @@ pub fn timeline(
     let bar = |svg: &mut Svg, o: &OpRec, style: &str, label: Option<String>| {
         let lane = lane_of[&o.process] as f64;
         let x0 = f.px(o.invoke_ns as f64 / 1e9);
-        let x1 = f.px(o.complete_ns.unwrap_or(hi) as f64 / 1e9).max(x0 + 3.0);
+        // Sub-millisecond ops still get a bar wide enough to see.
+        let x1 = f.px(o.complete_ns.unwrap_or(hi) as f64 / 1e9).max(x0 + 8.0);
         let y = f.top + lane * lane_h + 16.0;
         svg.rect(
             x0,
