@@ -301,6 +301,9 @@ fn run_section(h: &mut String, p: &Page<'_>, seed: &str) {
             esc(&line.join(" "))
         );
     }
+    if let Some(syn) = cfg.get("synthetic").and_then(Value::as_str) {
+        let _ = write!(h, "<tr><td>synthetic</td><td>{}</td></tr>", esc(syn));
+    }
     if let Some(v) = cfg.get("versions") {
         let _ = write!(
             h,
