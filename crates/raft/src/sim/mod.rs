@@ -463,13 +463,14 @@ impl Sim {
                 self.start(i);
             }
         }
-        // A lagging node may catch up one small message per round trip, so
-        // the deadline moves while the total applied keeps growing; it is a
-        // failure only when nothing moves for `patience` ticks.
+        // A lagging node may catch up one small message per round trip (and
+        // a new leader's no-op commits only once a follower reaches it), so
+        // the deadline moves while logs or applied indexes keep growing; it
+        // is a failure only when nothing moves for `patience` ticks.
         let patience = 100 * u64::from(self.knobs.election_ticks);
         let hard_limit = self.now + 100 * patience;
         let mut last_move = self.now;
-        let mut total: u64 = self.nodes.iter().map(|n| n.app.applied).sum();
+        let mut total = self.progress_mark();
         while self.now < hard_limit && self.now - last_move < patience {
             if self.check.violation.is_some() {
                 return;
@@ -487,7 +488,7 @@ impl Sim {
             if done {
                 return;
             }
-            let t: u64 = self.nodes.iter().map(|n| n.app.applied).sum();
+            let t = self.progress_mark();
             if t != total {
                 total = t;
                 last_move = self.now;
@@ -503,7 +504,7 @@ impl Sim {
             self.check.fail(
                 Property::Liveness,
                 format!(
-                    "after healing, nothing was applied for {} quiet ticks, yet writes acknowledged up to index {} are missing: {} (leader: {:?})",
+                    "after healing, no log grew and nothing was applied for {} quiet ticks, yet writes acknowledged up to index {} are missing: {} (leader: {:?})",
                     self.now - last_move,
                     self.max_acked_index,
                     behind.join(", "),
@@ -511,6 +512,19 @@ impl Sim {
                 ),
             );
         }
+    }
+
+    /// What changes while the cluster makes progress: applied indexes and
+    /// log lengths, summed over nodes.
+    fn progress_mark(&self) -> (u64, u64) {
+        let applied = self.nodes.iter().map(|n| n.app.applied).sum();
+        let logs = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.raft.as_ref())
+            .map(|r| r.status().last_log_index)
+            .sum();
+        (applied, logs)
     }
 
     fn faults(&mut self) {
