@@ -54,7 +54,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "2n")]
     pub concurrency: String,
     /// Total operations per second over all workers; 0 = as fast as possible.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 100.0, allow_negative_numbers = true)]
     pub rate: f64,
     /// Time limit of one operation, in milliseconds; past it the op is `info`.
     #[arg(long, default_value_t = 1000)]
@@ -63,7 +63,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "partition,kill,pause")]
     pub nemesis: String,
     /// Seconds between nemesis actions.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 3.0)]
     pub nemesis_interval: f64,
     /// Seconds of calm after healing, before the final reads.
     #[arg(long, default_value_t = 2.0)]
@@ -441,15 +441,11 @@ async fn run_async(cfg: RunConfig, workload: Arc<dyn Workload>) -> Result<RunOut
     });
     write_json(&dir.join("config.json"), &config_json)?;
     eprintln!(
-        "faultline: {} on {} nodes for {} s, nemesis [{}], seed {} → {}",
+        "faultline: {} on {} nodes for {} s, nemesis {}, seed {} → {}",
         cfg.workload,
         cfg.nodes,
         cfg.time_limit_s,
-        cfg.nemesis
-            .iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(","),
+        nemesis_names(&cfg.nemesis),
         cfg.seed,
         dir.display()
     );
@@ -697,7 +693,9 @@ async fn drive(
         let _ = nemesis.await;
         if !interrupt.is_cancelled() {
             // Heal everything, then let the cluster settle.
-            live.apply(&Fault::Clear, None, None);
+            if !cfg.nemesis.is_empty() {
+                live.apply(&Fault::Clear, None, None);
+            }
             lock(&live.active).clear();
             tokio::select! {
                 _ = interrupt.cancelled() => {}
@@ -786,16 +784,13 @@ async fn nemesis_loop(
         let _ = tokio::task::spawn_blocking(move || l2.apply(&fault, starts, ends)).await;
     }
     // End what is still active, so nemesis.jsonl pairs every start with an end.
-    for fault in sched.heal_all() {
+    let active = sched.active().to_vec();
+    for (k, fault) in sched.heal_all().into_iter().enumerate() {
         if fault == Fault::Clear {
             continue; // the run's own Clear follows
         }
-        let ends = match &fault {
-            Fault::Heal => Some(NemesisKind::Partition),
-            Fault::Restart => Some(NemesisKind::Kill),
-            Fault::Resume => Some(NemesisKind::Pause),
-            _ => None,
-        };
+        // heal_all ends the active kinds in order.
+        let ends = active.get(k).copied();
         let l2 = live.clone();
         let _ = tokio::task::spawn_blocking(move || l2.apply(&fault, None, ends)).await;
     }
@@ -898,6 +893,14 @@ impl Stats {
     }
 }
 
+/// `partition,kill,pause`, or `none`.
+fn nemesis_names(kinds: &[NemesisKind]) -> String {
+    if kinds.is_empty() {
+        return "none".to_string();
+    }
+    kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
+}
+
 #[allow(clippy::too_many_arguments)]
 fn print_summary(
     cfg: &RunConfig,
@@ -912,7 +915,7 @@ fn print_summary(
 ) {
     println!();
     println!(
-        "faultline run: {} · {} nodes · {} s · {} workers · rate {} · nemesis [{}] · seed {}",
+        "faultline run: {} · {} nodes · {} s · {} workers · rate {} · nemesis {} · seed {}",
         cfg.workload,
         cfg.nodes,
         cfg.time_limit_s,
@@ -922,11 +925,7 @@ fn print_summary(
         } else {
             "max".into()
         },
-        cfg.nemesis
-            .iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(","),
+        nemesis_names(&cfg.nemesis),
         cfg.seed
     );
     println!(
@@ -1007,13 +1006,13 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<u8> {
         PathBuf::from(&args.run)
     };
     let config_path = dir.join("config.json");
-    let config: Value =
-        serde_json::from_str(&std::fs::read_to_string(&config_path).with_context(|| {
-            format!(
-                "{} is not a run folder: cannot read config.json",
-                dir.display()
-            )
-        })?)
+    let text = std::fs::read_to_string(&config_path).map_err(|e| {
+        usage(format!(
+            "{} is not a run folder: cannot read config.json: {e}",
+            dir.display()
+        ))
+    })?;
+    let config: Value = serde_json::from_str(&text)
         .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
     let wname = config["settings"]["workload"]
         .as_str()

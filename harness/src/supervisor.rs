@@ -449,9 +449,22 @@ mod tests {
             program,
             vec![sleeper(dir.path(), "n1"), sleeper(dir.path(), "n2")],
         );
+        // Waits until n1's log shows `n` starts of the program itself.
+        let wait_started = |n: usize| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let log = std::fs::read_to_string(dir.path().join("n1.log")).unwrap_or_default();
+                if log.lines().filter(|l| *l == "started").count() >= n {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "log: {log}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
         sup.start_all().expect("start");
         let pids = sup.pids();
         assert_eq!(pids.len(), 2);
+        wait_started(1);
         sup.pause("n1").expect("pause");
         assert_eq!(sup.state("n1").expect("state"), ProcState::Paused);
         sup.resume("n1").expect("resume");
@@ -460,15 +473,7 @@ mod tests {
         assert_eq!(sup.state("n1").expect("state"), ProcState::Killed);
         sup.start("n1").expect("restart");
         // Output is captured, across restarts, in the node's log.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = std::fs::read_to_string(dir.path().join("n1.log")).unwrap_or_default();
-            if log.matches("started").count() >= 2 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "log: {log}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_started(2);
         let all = sup.pids();
         drop(sup);
         for pid in all {

@@ -125,7 +125,10 @@ mod tests {
     #[test]
     fn unknown_workload_lists_known_ones() {
         let e = by_name("bank").err().expect("unknown");
-        assert!(e.contains("bank") && e.contains("register") && e.contains("kv"), "{e}");
+        assert!(
+            e.contains("bank") && e.contains("register") && e.contains("kv"),
+            "{e}"
+        );
         assert_eq!(by_name("kv").expect("kv").name(), "kv");
     }
 

@@ -81,7 +81,11 @@ impl Generator for RegisterGen {
     }
 
     fn observe(&mut self, op: &OpSpec, reply: &Reply) {
-        let Some(k) = op.key.as_ref().and_then(|k| self.keys.iter().position(|x| x == k)) else {
+        let Some(k) = op
+            .key
+            .as_ref()
+            .and_then(|k| self.keys.iter().position(|x| x == k))
+        else {
             return;
         };
         match (op.f.as_str(), reply) {
@@ -139,7 +143,12 @@ impl Workload for RegisterWorkload {
         "one register: read, write of unique values, cas; checked for linearizability"
     }
     fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator> {
-        Box::new(RegisterGen::new(seed, worker, workers, vec!["r".to_string()]))
+        Box::new(RegisterGen::new(
+            seed,
+            worker,
+            workers,
+            vec!["r".to_string()],
+        ))
     }
     fn request(&self, op: &OpSpec) -> HttpCall {
         request(op)
@@ -233,7 +242,10 @@ mod tests {
             Reply::Fail(json!(5), "cas-mismatch".into())
         );
         let r = read("r");
-        assert_eq!(w.interpret(&r, 200, &json!({"value": 7})), Reply::Ok(json!(7)));
+        assert_eq!(
+            w.interpret(&r, 200, &json!({"value": 7})),
+            Reply::Ok(json!(7))
+        );
         assert_eq!(w.request(&r).method, Method::Get);
     }
 
