@@ -73,6 +73,7 @@ pub struct Cluster {
     client_links: Vec<Option<Proxy>>,
     net: std::sync::Mutex<Net>,
     http: reqwest::Client,
+    nodes_dir: std::path::PathBuf,
 }
 
 /// The network faults in force: which directed links are cut, and the mode
@@ -199,6 +200,7 @@ impl Cluster {
                 quality: LinkMode::Pass,
             }),
             http,
+            nodes_dir: nodes_dir.to_path_buf(),
         })
     }
 
@@ -260,6 +262,19 @@ impl Cluster {
     pub async fn wait_for_leader(&self, within: Duration) -> Result<String> {
         let deadline = Instant::now() + within;
         loop {
+            // A node that dies while the cluster forms will not come back:
+            // say so now, with the end of its log, instead of timing out.
+            if let Some((id, what)) = self.supervisor.poll_exits().into_iter().next() {
+                let log = self.nodes_dir.join(format!("{id}.log"));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "node {id} {what} before a leader was elected; the end of {}:\n{}",
+                    log.display(),
+                    tail.join("\n")
+                );
+            }
             let statuses = self.statuses().await;
             let leaders: Vec<&Status> = statuses
                 .iter()

@@ -216,6 +216,20 @@ impl RunArgs {
             Some(p) => NodeProgram::external(p).map_err(|e| usage(format!("{e:#}")))?,
             None => NodeProgram::current_exe()?,
         };
+        if self.node_bin.is_none() {
+            // The built-in node's bugs are known here: refuse a typo now,
+            // not as a node that dies at start.
+            let known: Vec<&str> = faultline_node::config::bug_list()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+            if let Some(b) = self.bugs.iter().find(|b| !known.contains(&b.as_str())) {
+                return Err(usage(format!(
+                    "unknown bug `{b}`; known: {}",
+                    known.join(", ")
+                )));
+            }
+        }
         let mut node_args = Vec::new();
         for b in &self.bugs {
             node_args.push("--bug".to_string());
@@ -628,7 +642,7 @@ async fn drive(
     };
     let mut traffic_s = 0.0;
     let mut final_reads_ok = 0;
-    let final_ops = workload.final_reads();
+    let final_ops = workload.final_reads(cfg.nodes);
     if let Some(leader) = leader {
         eprintln!(
             "faultline: leader {leader}; starting {} clients",
