@@ -241,6 +241,23 @@ fn unsupported_reads(part: &Part, set: &[usize]) -> Vec<usize> {
             _ => {}
         }
     }
+    // The initial value can explain an op only if no producer in `set`
+    // certainly took effect before that op was invoked.
+    let first_ret = set
+        .iter()
+        .filter(|&&i| {
+            matches!(
+                part.ops[i].op,
+                MOp::Write(_)
+                    | MOp::Cas {
+                        obs: CasObs::Succeeded,
+                        ..
+                    }
+            )
+        })
+        .filter_map(|&i| part.ops[i].ret)
+        .min()
+        .unwrap_or(usize::MAX);
     let init_vec = m.vec_of(part.init).to_vec();
     let init_elems: Vec<u32> = m.seq_of(part.init);
     let init_str = m.str_of(part.init);
@@ -275,7 +292,10 @@ fn unsupported_reads(part: &Part, set: &[usize]) -> Vec<usize> {
                 from: v,
                 obs: CasObs::Succeeded,
                 ..
-            } => *v == part.init || before(written.get(&(0, *v)), deadline),
+            } => {
+                (*v == part.init && first_ret > part.ops[i].call)
+                    || before(written.get(&(0, *v)), deadline)
+            }
             MOp::StrRead(Some(v)) => tileable(m.str_of(*v), deadline),
             MOp::SeqRead(Some(v)) => m
                 .seq_of(*v)
@@ -287,6 +307,17 @@ fn unsupported_reads(part: &Part, set: &[usize]) -> Vec<usize> {
                 }
                 _ => true,
             }),
+            // A failed CAS observed some value other than `from`.
+            MOp::Cas {
+                from,
+                obs: CasObs::Failed,
+                ..
+            } => {
+                (*from != part.init && first_ret > part.ops[i].call)
+                    || written
+                        .iter()
+                        .any(|(&(_, v), &c)| v != *from && c < deadline)
+            }
             MOp::Release => first_acquire < deadline,
             _ => true,
         };
@@ -306,7 +337,7 @@ fn machine_value_id(compiled: &Compiled, v: &serde_json::Value) -> u32 {
 fn others(n: usize) -> String {
     match n {
         0 => "no other op".to_string(),
-        1 => "the 1 other op that may precede it".to_string(),
+        1 => "the other op that may precede it".to_string(),
         n => format!("the {n} other ops that may precede it"),
     }
 }
@@ -411,10 +442,12 @@ fn build_witness(
         } else {
             explanation.push_str(&format!(
                 "cannot take effect in that state, and {}.",
-                if rivals == 0 {
-                    "no other op may go before it".to_string()
-                } else {
-                    format!("none of {} can make it possible", others(rivals))
+                match rivals {
+                    0 => "no other op may go before it".to_string(),
+                    1 => "the other op that may precede it cannot make it possible".to_string(),
+                    n => format!(
+                        "none of the {n} other ops that may precede it can make it possible"
+                    ),
                 }
             ));
         }
