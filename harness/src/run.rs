@@ -694,6 +694,7 @@ async fn drive(
                     active.join(",")
                 }
             ));
+            bar.tick();
             if elapsed >= limit {
                 break;
             }
