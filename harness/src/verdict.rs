@@ -1,9 +1,9 @@
 //! The run's verdict: checks a recorded history with the workload's checker
 //! and condenses the answer for `results.json` and the summary.
 
-use faultline_checkers::{LinOptions, ModelKind, check_linearizable};
-use faultline_history::{Event, pair};
-use faultline_workloads::Workload;
+use faultline_checkers::{LinOptions, check_counter, check_linearizable, check_set};
+use faultline_history::{Event, Op, pair};
+use faultline_workloads::{Checker, Workload};
 use serde_json::{Value, json};
 
 /// Valid, invalid or unknown.
@@ -40,18 +40,9 @@ pub struct CheckReport {
 }
 
 /// Checks `events` for the workload: pairs them into ops, then runs the
-/// linearizability checker with the workload's model (keys checked apart).
+/// workload's checker (linearizability with its model, keys checked apart;
+/// or the set or counter checker).
 pub fn check(workload: &dyn Workload, events: &[Event]) -> CheckReport {
-    let model = match workload.name() {
-        "register" | "kv" => ModelKind::CasRegister,
-        other => {
-            return CheckReport {
-                verdict: Verdict::Unknown,
-                summary: format!("no checker for workload {other}"),
-                detail: Value::Null,
-            };
-        }
-    };
     let ops = match pair("history.jsonl", events) {
         Ok(ops) => ops,
         Err(e) => {
@@ -61,6 +52,11 @@ pub fn check(workload: &dyn Workload, events: &[Event]) -> CheckReport {
                 detail: json!({"error": e.to_string()}),
             };
         }
+    };
+    let model = match workload.checker() {
+        Checker::Linearizable(model) => model,
+        Checker::Set => return set_report(&ops),
+        Checker::Counter => return counter_report(&ops),
     };
     let mut opts = LinOptions::new(model);
     opts.initial = workload.initial_value();
@@ -113,5 +109,84 @@ pub fn check(workload: &dyn Workload, events: &[Event]) -> CheckReport {
             summary: format!("the checker failed: {e}"),
             detail: json!({"error": e.to_string()}),
         },
+    }
+}
+
+fn verdict_of(v: &faultline_checkers::Verdict) -> Verdict {
+    match v {
+        faultline_checkers::Verdict::Valid => Verdict::Valid,
+        faultline_checkers::Verdict::Invalid { .. } => Verdict::Invalid,
+        faultline_checkers::Verdict::Unknown { .. } => Verdict::Unknown,
+    }
+}
+
+/// `; <explanation or reason>` for a verdict that is not valid.
+fn why(v: &faultline_checkers::Verdict) -> String {
+    match v {
+        faultline_checkers::Verdict::Invalid { witness, .. } => {
+            format!("; {}", witness.explanation)
+        }
+        faultline_checkers::Verdict::Unknown { reason } => format!("; undecided: {reason}"),
+        faultline_checkers::Verdict::Valid => String::new(),
+    }
+}
+
+fn set_report(ops: &[Op]) -> CheckReport {
+    let r = check_set(ops);
+    let summary = format!(
+        "set: {} adds attempted, {} acknowledged, {} reads; lost {}, unexpected {}, duplicated {}, stale reads {}, indeterminate adds recovered {}{}",
+        r.attempted,
+        r.acknowledged,
+        r.reads,
+        r.lost.len(),
+        r.unexpected.len(),
+        r.duplicated.len(),
+        r.stale_count,
+        r.recovered.len(),
+        why(&r.verdict)
+    );
+    CheckReport {
+        verdict: verdict_of(&r.verdict),
+        summary,
+        detail: json!({
+            "model": "set",
+            "result": r.verdict,
+            "ops": ops.len(),
+            "set": {
+                "attempted": r.attempted,
+                "acknowledged": r.acknowledged,
+                "reads": r.reads,
+                "lost": r.lost,
+                "unexpected": r.unexpected,
+                "duplicated": r.duplicated,
+                "stale_count": r.stale_count,
+                "stale": r.stale,
+                "recovered": r.recovered.len(),
+                "never_read": r.never_read.len(),
+            },
+        }),
+    }
+}
+
+fn counter_report(ops: &[Op]) -> CheckReport {
+    let r = check_counter(ops);
+    let summary = format!(
+        "counter: {} reads checked, {} out of bounds{}",
+        r.reads,
+        r.errors.len(),
+        why(&r.verdict)
+    );
+    CheckReport {
+        verdict: verdict_of(&r.verdict),
+        summary,
+        detail: json!({
+            "model": "counter",
+            "result": r.verdict,
+            "ops": ops.len(),
+            "counter": {
+                "reads": r.reads,
+                "errors": r.errors.len(),
+            },
+        }),
     }
 }

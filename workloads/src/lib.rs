@@ -5,9 +5,16 @@
 //! Workloads do no I/O: the harness sends the [`HttpCall`]s and hands the
 //! answers back to [`Workload::interpret`].
 
+mod append;
+mod counter;
 mod register;
+mod set;
 
+pub use append::AppendWorkload;
+pub use counter::CounterWorkload;
+pub use faultline_checkers::ModelKind;
 pub use register::{KvWorkload, RegisterWorkload};
+pub use set::SetWorkload;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -67,6 +74,17 @@ pub trait Generator: Send {
     fn observe(&mut self, _op: &OpSpec, _reply: &Reply) {}
 }
 
+/// Which checker judges a workload's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checker {
+    /// Linearizability under this model, keys checked apart.
+    Linearizable(ModelKind),
+    /// The set checker: lost, unexpected, duplicated and stale elements.
+    Set,
+    /// The counter checker: every read within acknowledged and attempted increments.
+    Counter,
+}
+
 /// A named workload.
 pub trait Workload: Send + Sync {
     /// The name used on the command line.
@@ -82,8 +100,11 @@ pub trait Workload: Send + Sync {
     /// owns such as 412 for a failed cas). Transport errors and the node's
     /// generic errors (`not_leader`, `indeterminate`, ...) are the harness's.
     fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply;
-    /// The reads to issue after the quiet period, one per key.
-    fn final_reads(&self) -> Vec<OpSpec>;
+    /// The reads to issue after the quiet period on a cluster of `nodes`
+    /// nodes (the harness starts read `k` at node `k % nodes`).
+    fn final_reads(&self, nodes: usize) -> Vec<OpSpec>;
+    /// The checker that judges this workload's history.
+    fn checker(&self) -> Checker;
     /// The initial value of every key (what a read of an absent key returns).
     fn initial_value(&self) -> Value {
         Value::Null
@@ -92,7 +113,13 @@ pub trait Workload: Send + Sync {
 
 /// Every workload this crate knows, in the order `--help` lists them.
 pub fn all() -> Vec<Box<dyn Workload>> {
-    vec![Box::new(RegisterWorkload), Box::new(KvWorkload::default())]
+    vec![
+        Box::new(RegisterWorkload),
+        Box::new(KvWorkload::default()),
+        Box::new(SetWorkload),
+        Box::new(CounterWorkload),
+        Box::new(AppendWorkload::default()),
+    ]
 }
 
 /// The workload with this name, or an error listing the known ones.
@@ -125,16 +152,61 @@ mod tests {
     #[test]
     fn unknown_workload_lists_known_ones() {
         let e = by_name("bank").err().expect("unknown");
-        assert!(
-            e.contains("bank") && e.contains("register") && e.contains("kv"),
-            "{e}"
-        );
-        assert_eq!(by_name("kv").expect("kv").name(), "kv");
+        for name in ["bank", "register", "kv", "set", "counter", "append"] {
+            assert!(e.contains(name), "{name} not in {e}");
+        }
+        for w in all() {
+            assert_eq!(by_name(w.name()).expect("known").name(), w.name());
+            assert!(!w.description().is_empty());
+        }
     }
 
     #[test]
     fn keys_are_percent_encoded() {
         assert_eq!(encode_key("a b/c"), "a%20b%2Fc");
         assert_eq!(encode_key("k-1"), "k-1");
+    }
+}
+
+/// Test helpers: judge a hand-made history with a workload's checker, as the
+/// harness does.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Checker, Workload};
+    use faultline_checkers::{LinOptions, Verdict, check_counter, check_linearizable, check_set};
+    use serde_json::{Value, json};
+
+    /// Judges `(process, type, f, key, value)` events in this order.
+    pub fn judge_keyed(w: &dyn Workload, lines: &[(u64, &str, &str, &str, Value)]) -> Verdict {
+        let text: String = lines
+            .iter()
+            .enumerate()
+            .map(|(i, (p, t, f, k, v))| {
+                json!({"index": i, "time": i * 1000, "process": p, "type": t, "f": f, "key": k, "value": v})
+                    .to_string()
+                    + "\n"
+            })
+            .collect();
+        let history = faultline_history::parse_jsonl("test", &text).expect("parse");
+        let ops = faultline_history::pair("test", &history.events).expect("pair");
+        match w.checker() {
+            Checker::Set => check_set(&ops).verdict,
+            Checker::Counter => check_counter(&ops).verdict,
+            Checker::Linearizable(model) => {
+                let mut opts = LinOptions::new(model);
+                opts.initial = w.initial_value();
+                check_linearizable(&ops, &opts).expect("checkable").verdict
+            }
+        }
+    }
+
+    /// Judges `(process, type, f, value)` events on the workload's first final-read key.
+    pub fn judge(w: &dyn Workload, lines: &[(u64, &str, &str, Value)]) -> Verdict {
+        let key = w.final_reads(1)[0].key.clone().unwrap_or_default();
+        let keyed: Vec<(u64, &str, &str, &str, Value)> = lines
+            .iter()
+            .map(|(p, t, f, v)| (*p, *t, *f, key.as_str(), v.clone()))
+            .collect();
+        judge_keyed(w, &keyed)
     }
 }

@@ -5,7 +5,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::{Generator, HttpCall, Method, OpSpec, Reply, Workload, encode_key};
+use crate::{Checker, Generator, HttpCall, Method, ModelKind, OpSpec, Reply, Workload, encode_key};
 
 /// One register (key `r`): read, write of unique values, cas.
 #[derive(Clone, Copy, Debug, Default)]
@@ -156,8 +156,11 @@ impl Workload for RegisterWorkload {
     fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
         interpret(op, status, body)
     }
-    fn final_reads(&self) -> Vec<OpSpec> {
+    fn final_reads(&self, _nodes: usize) -> Vec<OpSpec> {
         vec![read("r")]
+    }
+    fn checker(&self) -> Checker {
+        Checker::Linearizable(ModelKind::CasRegister)
     }
 }
 
@@ -183,8 +186,11 @@ impl Workload for KvWorkload {
     fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
         interpret(op, status, body)
     }
-    fn final_reads(&self) -> Vec<OpSpec> {
+    fn final_reads(&self, _nodes: usize) -> Vec<OpSpec> {
         self.keys().iter().map(|k| read(k)).collect()
+    }
+    fn checker(&self) -> Checker {
+        Checker::Linearizable(ModelKind::CasRegister)
     }
 }
 

@@ -1,0 +1,228 @@
+//! The `append` workload: appends of unique values to many keys' lists and
+//! reads of whole lists; judged key by key with the `append` linearizability
+//! model (every read a prefix of one total order, no acknowledged append lost).
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::{Checker, Generator, HttpCall, Method, ModelKind, OpSpec, Reply, Workload, encode_key};
+
+/// Lists under keys `a0`..: `append` of unique values, `read` of the whole list.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendWorkload {
+    /// How many keys.
+    pub keys: usize,
+}
+
+impl Default for AppendWorkload {
+    fn default() -> Self {
+        AppendWorkload { keys: 8 }
+    }
+}
+
+impl AppendWorkload {
+    fn keys(&self) -> Vec<String> {
+        (0..self.keys.max(1)).map(|i| format!("a{i}")).collect()
+    }
+}
+
+/// Appends (50 %) and reads (50 %) on a random key. Appended values are
+/// `k × workers + worker + 1`, so unique in the run (across keys too).
+struct AppendGen {
+    rng: ChaCha8Rng,
+    keys: Vec<String>,
+    worker: u64,
+    workers: u64,
+    next: u64,
+}
+
+impl Generator for AppendGen {
+    fn next_op(&mut self) -> OpSpec {
+        let key = self.keys[self.rng.random_range(0..self.keys.len())].clone();
+        if self.rng.random_range(0..2u32) == 0 {
+            return read(&key);
+        }
+        let v = self.next * self.workers + self.worker + 1;
+        self.next += 1;
+        OpSpec {
+            f: "append".to_string(),
+            key: Some(key),
+            value: json!(v),
+        }
+    }
+}
+
+fn read(key: &str) -> OpSpec {
+    OpSpec {
+        f: "read".to_string(),
+        key: Some(key.to_string()),
+        value: Value::Null,
+    }
+}
+
+impl Workload for AppendWorkload {
+    fn name(&self) -> &'static str {
+        "append"
+    }
+    fn description(&self) -> &'static str {
+        "8 lists: appends of unique values and whole-list reads; linearizable per key (append model)"
+    }
+    fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // One stream per worker, from the one seed.
+        rng.set_stream(worker as u64 + 1);
+        Box::new(AppendGen {
+            rng,
+            keys: self.keys(),
+            worker: worker as u64,
+            workers: workers.max(1) as u64,
+            next: 0,
+        })
+    }
+    fn request(&self, op: &OpSpec) -> HttpCall {
+        let key = encode_key(op.key.as_deref().unwrap_or("a0"));
+        match op.f.as_str() {
+            "append" => HttpCall {
+                method: Method::Post,
+                path: format!("/kv/{key}/append"),
+                body: Some(json!({ "value": op.value })),
+            },
+            _ => HttpCall {
+                method: Method::Get,
+                path: format!("/kv/{key}?consistency=linearizable"),
+                body: None,
+            },
+        }
+    }
+    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
+        match (op.f.as_str(), status) {
+            ("append", 200) => Reply::Ok(op.value.clone()),
+            // A key never appended to reads `null`: the empty list.
+            ("read", 200) => match body.get("value") {
+                None | Some(Value::Null) => Reply::Ok(json!([])),
+                Some(v) => Reply::Ok(v.clone()),
+            },
+            (_, s) => Reply::Info(format!("unexpected status {s} for {}: {body}", op.f)),
+        }
+    }
+    fn final_reads(&self, _nodes: usize) -> Vec<OpSpec> {
+        self.keys().iter().map(|k| read(k)).collect()
+    }
+    fn checker(&self) -> Checker {
+        Checker::Linearizable(ModelKind::Append)
+    }
+    fn initial_value(&self) -> Value {
+        json!([])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::judge_keyed;
+    use std::collections::HashSet;
+
+    #[test]
+    fn appends_are_unique_across_keys_and_workers() {
+        let w = AppendWorkload::default();
+        let mut seen = HashSet::new();
+        let mut keys = HashSet::new();
+        for worker in 0..3 {
+            let mut g = w.generator(5, worker, 3);
+            for op in (0..400).map(|_| g.next_op()) {
+                keys.insert(op.key.clone().expect("keyed"));
+                if op.f == "append" {
+                    assert!(seen.insert(op.value.to_string()), "duplicate {}", op.value);
+                }
+            }
+        }
+        assert_eq!(keys.len(), 8);
+        assert_eq!(w.final_reads(3).len(), 8);
+    }
+
+    #[test]
+    fn ops_map_onto_append_and_read() {
+        let w = AppendWorkload::default();
+        let op = OpSpec {
+            f: "append".into(),
+            key: Some("a3".into()),
+            value: json!(11),
+        };
+        let call = w.request(&op);
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (Method::Post, "/kv/a3/append")
+        );
+        assert_eq!(call.body, Some(json!({"value": 11})));
+        assert_eq!(w.interpret(&op, 200, &json!({})), Reply::Ok(json!(11)));
+        let r = read("a3");
+        assert_eq!(w.request(&r).path, "/kv/a3?consistency=linearizable");
+        assert_eq!(
+            w.interpret(&r, 200, &json!({"value": null})),
+            Reply::Ok(json!([]))
+        );
+    }
+
+    #[test]
+    fn checker_accepts_prefix_reads() {
+        let v = judge_keyed(
+            &AppendWorkload::default(),
+            &[
+                (0, "invoke", "append", "a0", json!(1)),
+                (1, "invoke", "append", "a0", json!(2)),
+                (0, "ok", "append", "a0", json!(1)),
+                (2, "invoke", "read", "a0", Value::Null),
+                (2, "ok", "read", "a0", json!([2, 1])),
+                (1, "info", "append", "a0", json!(2)),
+                (2, "invoke", "read", "a1", Value::Null),
+                (2, "ok", "read", "a1", json!([])),
+                (2, "invoke", "read", "a0", Value::Null),
+                (2, "ok", "read", "a0", json!([2, 1])),
+            ],
+        );
+        assert_eq!(v.name(), "valid", "{v:?}");
+    }
+
+    #[test]
+    fn checker_rejects_reordered_or_lost_appends() {
+        let reordered = judge_keyed(
+            &AppendWorkload::default(),
+            &[
+                (0, "invoke", "append", "a0", json!(1)),
+                (0, "ok", "append", "a0", json!(1)),
+                (0, "invoke", "append", "a0", json!(2)),
+                (0, "ok", "append", "a0", json!(2)),
+                (2, "invoke", "read", "a0", Value::Null),
+                (2, "ok", "read", "a0", json!([2, 1])),
+            ],
+        );
+        assert_eq!(reordered.name(), "invalid", "{reordered:?}");
+        let lost = judge_keyed(
+            &AppendWorkload::default(),
+            &[
+                (0, "invoke", "append", "a2", json!(1)),
+                (0, "ok", "append", "a2", json!(1)),
+                (2, "invoke", "read", "a2", Value::Null),
+                (2, "ok", "read", "a2", json!([])),
+            ],
+        );
+        let text = format!("{lost:?}");
+        assert!(
+            text.contains("invalid") || text.contains("Invalid"),
+            "{text}"
+        );
+        assert!(text.contains("\"a2\""), "{text}");
+        // A read before the append began may not see it (not stale then).
+        let early = judge_keyed(
+            &AppendWorkload::default(),
+            &[
+                (2, "invoke", "read", "a2", Value::Null),
+                (2, "ok", "read", "a2", json!([])),
+                (0, "invoke", "append", "a2", json!(1)),
+                (0, "ok", "append", "a2", json!(1)),
+            ],
+        );
+        assert_eq!(early.name(), "valid", "{early:?}");
+    }
+}

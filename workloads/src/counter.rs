@@ -1,0 +1,189 @@
+//! The `counter` workload: atomic increments of one key (`POST
+//! /kv/{key}/incr`) and reads; judged by the counter checker (every read lies
+//! between the increments acknowledged before it began and those attempted
+//! before it ended).
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::{Checker, Generator, HttpCall, Method, OpSpec, Reply, Workload, encode_key};
+
+/// The counter's key.
+const KEY: &str = "c";
+
+/// One counter (key `c`): `add` of a delta from 1 to 5, `read`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CounterWorkload;
+
+/// Adds (60 %) and reads (40 %).
+struct CounterGen {
+    rng: ChaCha8Rng,
+}
+
+impl Generator for CounterGen {
+    fn next_op(&mut self) -> OpSpec {
+        if self.rng.random_range(0..10u32) < 4 {
+            return read();
+        }
+        OpSpec {
+            f: "add".to_string(),
+            key: Some(KEY.to_string()),
+            value: json!(self.rng.random_range(1..=5i64)),
+        }
+    }
+}
+
+fn read() -> OpSpec {
+    OpSpec {
+        f: "read".to_string(),
+        key: Some(KEY.to_string()),
+        value: Value::Null,
+    }
+}
+
+impl Workload for CounterWorkload {
+    fn name(&self) -> &'static str {
+        "counter"
+    }
+    fn description(&self) -> &'static str {
+        "one counter: atomic increments and reads; every read within acknowledged and attempted increments"
+    }
+    fn generator(&self, seed: u64, worker: usize, _workers: usize) -> Box<dyn Generator> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // One stream per worker, from the one seed.
+        rng.set_stream(worker as u64 + 1);
+        Box::new(CounterGen { rng })
+    }
+    fn request(&self, op: &OpSpec) -> HttpCall {
+        let key = encode_key(op.key.as_deref().unwrap_or(KEY));
+        match op.f.as_str() {
+            "add" => HttpCall {
+                method: Method::Post,
+                path: format!("/kv/{key}/incr"),
+                body: Some(json!({ "delta": op.value })),
+            },
+            _ => HttpCall {
+                method: Method::Get,
+                path: format!("/kv/{key}?consistency=linearizable"),
+                body: None,
+            },
+        }
+    }
+    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
+        match (op.f.as_str(), status) {
+            // The completion keeps the delta (as Jepsen's counter does); the
+            // node's new value is not needed by the checker.
+            ("add", 200) => Reply::Ok(op.value.clone()),
+            // A key never incremented reads `null`: zero.
+            ("read", 200) => match body.get("value") {
+                None | Some(Value::Null) => Reply::Ok(json!(0)),
+                Some(v) => Reply::Ok(v.clone()),
+            },
+            (_, s) => Reply::Info(format!("unexpected status {s} for {}: {body}", op.f)),
+        }
+    }
+    fn final_reads(&self, nodes: usize) -> Vec<OpSpec> {
+        (0..nodes.max(1)).map(|_| read()).collect()
+    }
+    fn checker(&self) -> Checker {
+        Checker::Counter
+    }
+    fn initial_value(&self) -> Value {
+        json!(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::judge;
+
+    #[test]
+    fn generator_is_seeded_and_mixes_adds_and_reads() {
+        let w = CounterWorkload;
+        let ops = |seed, worker| {
+            let mut g = w.generator(seed, worker, 2);
+            (0..200).map(|_| g.next_op()).collect::<Vec<_>>()
+        };
+        assert_eq!(ops(1, 0), ops(1, 0));
+        assert_ne!(ops(1, 0), ops(1, 1));
+        let adds: Vec<i64> = ops(1, 0)
+            .iter()
+            .filter(|o| o.f == "add")
+            .filter_map(|o| o.value.as_i64())
+            .collect();
+        assert!(adds.len() > 80 && adds.len() < 160, "{}", adds.len());
+        assert!(adds.iter().all(|d| (1..=5).contains(d)));
+    }
+
+    #[test]
+    fn ops_map_onto_incr_and_read() {
+        let w = CounterWorkload;
+        let add = OpSpec {
+            f: "add".into(),
+            key: Some("c".into()),
+            value: json!(3),
+        };
+        let call = w.request(&add);
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (Method::Post, "/kv/c/incr")
+        );
+        assert_eq!(call.body, Some(json!({"delta": 3})));
+        assert_eq!(
+            w.interpret(&add, 200, &json!({"value": 10})),
+            Reply::Ok(json!(3))
+        );
+        assert_eq!(
+            w.interpret(&read(), 200, &json!({"value": null})),
+            Reply::Ok(json!(0))
+        );
+        assert_eq!(
+            w.interpret(&read(), 200, &json!({"value": 12})),
+            Reply::Ok(json!(12))
+        );
+    }
+
+    #[test]
+    fn checker_accepts_reads_within_bounds() {
+        let v = judge(
+            &CounterWorkload,
+            &[
+                (0, "invoke", "add", json!(2)),
+                (0, "ok", "add", json!(2)),
+                (1, "invoke", "add", json!(5)),
+                (2, "invoke", "read", Value::Null),
+                (2, "ok", "read", json!(7)), // the concurrent add may count
+                (1, "info", "add", json!(5)),
+                (2, "invoke", "read", Value::Null),
+                (2, "ok", "read", json!(2)), // ... or never happen
+            ],
+        );
+        assert_eq!(v.name(), "valid", "{v:?}");
+    }
+
+    #[test]
+    fn checker_rejects_reads_out_of_bounds() {
+        let low = judge(
+            &CounterWorkload,
+            &[
+                (0, "invoke", "add", json!(2)),
+                (0, "ok", "add", json!(2)),
+                (2, "invoke", "read", Value::Null),
+                (2, "ok", "read", json!(1)),
+            ],
+        );
+        assert!(format!("{low:?}").contains("[2, 2]"), "{low:?}");
+        let high = judge(
+            &CounterWorkload,
+            &[
+                (0, "invoke", "add", json!(2)),
+                (0, "fail", "add", json!(2)),
+                (2, "invoke", "read", Value::Null),
+                (2, "ok", "read", json!(2)),
+            ],
+        );
+        assert!(format!("{high:?}").contains("[0, 0]"), "{high:?}");
+    }
+}

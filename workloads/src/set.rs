@@ -1,0 +1,213 @@
+//! The `set` workload: unique adds to one key's list and reads of the whole
+//! list; final reads started at every node; judged by the set checker (lost,
+//! unexpected, duplicated and stale elements).
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::{Checker, Generator, HttpCall, Method, OpSpec, Reply, Workload, encode_key};
+
+/// The key whose list holds the set.
+const KEY: &str = "s";
+
+/// One set (key `s`): `add` of unique values (appends to the list), `read`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetWorkload;
+
+/// Adds (90 %) and reads (10 %). Added values are `k × workers + worker + 1`,
+/// so unique in the run.
+struct SetGen {
+    rng: ChaCha8Rng,
+    worker: u64,
+    workers: u64,
+    next: u64,
+}
+
+impl Generator for SetGen {
+    fn next_op(&mut self) -> OpSpec {
+        if self.rng.random_range(0..10u32) == 0 {
+            return read();
+        }
+        let v = self.next * self.workers + self.worker + 1;
+        self.next += 1;
+        OpSpec {
+            f: "add".to_string(),
+            key: Some(KEY.to_string()),
+            value: json!(v),
+        }
+    }
+}
+
+fn read() -> OpSpec {
+    OpSpec {
+        f: "read".to_string(),
+        key: Some(KEY.to_string()),
+        value: Value::Null,
+    }
+}
+
+impl Workload for SetWorkload {
+    fn name(&self) -> &'static str {
+        "set"
+    }
+    fn description(&self) -> &'static str {
+        "one set: unique adds and reads of the whole set; checked for lost, unexpected, duplicated and stale elements"
+    }
+    fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // One stream per worker, from the one seed.
+        rng.set_stream(worker as u64 + 1);
+        Box::new(SetGen {
+            rng,
+            worker: worker as u64,
+            workers: workers.max(1) as u64,
+            next: 0,
+        })
+    }
+    fn request(&self, op: &OpSpec) -> HttpCall {
+        let key = encode_key(op.key.as_deref().unwrap_or(KEY));
+        match op.f.as_str() {
+            "add" => HttpCall {
+                method: Method::Post,
+                path: format!("/kv/{key}/append"),
+                body: Some(json!({ "value": op.value })),
+            },
+            _ => HttpCall {
+                method: Method::Get,
+                path: format!("/kv/{key}?consistency=linearizable"),
+                body: None,
+            },
+        }
+    }
+    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
+        match (op.f.as_str(), status) {
+            ("add", 200) => Reply::Ok(op.value.clone()),
+            // The node answers `null` for a key never written: the empty set.
+            ("read", 200) => match body.get("value") {
+                None | Some(Value::Null) => Reply::Ok(json!([])),
+                Some(v) => Reply::Ok(v.clone()),
+            },
+            (_, s) => Reply::Info(format!("unexpected status {s} for {}: {body}", op.f)),
+        }
+    }
+    fn final_reads(&self, nodes: usize) -> Vec<OpSpec> {
+        (0..nodes.max(1)).map(|_| read()).collect()
+    }
+    fn checker(&self) -> Checker {
+        Checker::Set
+    }
+    fn initial_value(&self) -> Value {
+        json!([])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::judge;
+    use std::collections::HashSet;
+
+    #[test]
+    fn adds_are_unique_and_seeded() {
+        let w = SetWorkload;
+        let ops = |seed| {
+            let mut g = w.generator(seed, 0, 2);
+            (0..100).map(|_| g.next_op()).collect::<Vec<_>>()
+        };
+        assert_eq!(ops(3), ops(3));
+        assert_ne!(ops(3), ops(4));
+        let mut seen = HashSet::new();
+        for worker in 0..4 {
+            let mut g = w.generator(9, worker, 4);
+            for op in (0..500).map(|_| g.next_op()).filter(|o| o.f == "add") {
+                assert!(seen.insert(op.value.to_string()), "duplicate {}", op.value);
+            }
+        }
+        assert!(seen.len() > 1500, "mostly adds: {}", seen.len());
+    }
+
+    #[test]
+    fn ops_map_onto_append_and_read() {
+        let w = SetWorkload;
+        let add = OpSpec {
+            f: "add".into(),
+            key: Some("s".into()),
+            value: json!(7),
+        };
+        let call = w.request(&add);
+        assert_eq!(
+            (call.method, call.path.as_str()),
+            (Method::Post, "/kv/s/append")
+        );
+        assert_eq!(call.body, Some(json!({"value": 7})));
+        assert_eq!(w.interpret(&add, 200, &json!({})), Reply::Ok(json!(7)));
+        assert_eq!(w.request(&read()).method, Method::Get);
+        assert_eq!(
+            w.interpret(&read(), 200, &json!({"value": null})),
+            Reply::Ok(json!([]))
+        );
+        assert_eq!(
+            w.interpret(&read(), 200, &json!({"value": [1, 2]})),
+            Reply::Ok(json!([1, 2]))
+        );
+        assert_eq!(w.final_reads(5).len(), 5);
+    }
+
+    #[test]
+    fn checker_accepts_a_valid_history() {
+        let v = judge(
+            &SetWorkload,
+            &[
+                (0, "invoke", "add", json!(1)),
+                (1, "invoke", "add", json!(2)),
+                (0, "ok", "add", json!(1)),
+                (2, "invoke", "read", Value::Null),
+                (2, "ok", "read", json!([1])), // 2 is still concurrent
+                (1, "info", "add", json!(2)),
+                (3, "invoke", "read", Value::Null),
+                (3, "ok", "read", json!([1, 2])),
+            ],
+        );
+        assert_eq!(v.name(), "valid", "{v:?}");
+    }
+
+    #[test]
+    fn checker_finds_lost_unexpected_and_stale_elements() {
+        let lost = judge(
+            &SetWorkload,
+            &[
+                (0, "invoke", "add", json!(1)),
+                (0, "ok", "add", json!(1)),
+                (1, "invoke", "read", Value::Null),
+                (1, "ok", "read", json!([])),
+            ],
+        );
+        let text = format!("{lost:?}");
+        assert!(text.contains("lost: 1") && text.contains("stale"), "{text}");
+        let unexpected = judge(
+            &SetWorkload,
+            &[
+                (1, "invoke", "read", Value::Null),
+                (1, "ok", "read", json!([42])),
+            ],
+        );
+        assert!(format!("{unexpected:?}").contains("unexpected: 42"));
+        let stale = judge(
+            &SetWorkload,
+            &[
+                (0, "invoke", "add", json!(1)),
+                (0, "ok", "add", json!(1)),
+                (1, "invoke", "read", Value::Null),
+                (1, "ok", "read", json!([])),
+                (1, "invoke", "read", Value::Null),
+                (1, "ok", "read", json!([1])),
+            ],
+        );
+        let text = format!("{stale:?}");
+        assert!(
+            text.contains("1 reads are stale") && !text.contains("lost"),
+            "{text}"
+        );
+    }
+}
