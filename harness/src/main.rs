@@ -48,6 +48,8 @@ Exit codes: 0 valid, 1 invalid, 2 unknown (or interrupted), 3 harness or cluster
     History(HistoryCommand),
     /// Regenerate latency.hgrm, the SVG plots and report.html of a stored run.
     Report(faultline::report::ReportArgs),
+    /// List the workloads and nemeses with one line each.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +87,10 @@ fn main() -> ExitCode {
             faultline::convert::run(&args).map(|()| 0)
         }
         Command::Report(args) => faultline::report::run(&args),
+        Command::List => {
+            print!("{}", faultline::run::list());
+            Ok(0)
+        }
         Command::Run(args) => faultline::run::run(&args).map(|o| o.exit),
         Command::Analyze(args) => faultline::run::analyze(&args),
         Command::BenchProxy(args) => faultline::bench::run(&args).map(|()| 0),

@@ -46,6 +46,23 @@ impl NemesisKind {
         }
     }
 
+    /// One line for `faultline list`.
+    pub fn description(self) -> &'static str {
+        match self {
+            NemesisKind::Partition => {
+                "cut links: isolate a node or the leader, halves, majorities ring, bridge, one-way; then heal"
+            }
+            NemesisKind::Kill => {
+                "SIGKILL one, a minority, a majority, the leader or all nodes; restart them on their data"
+            }
+            NemesisKind::Pause => "SIGSTOP nodes (same targets as kill), then SIGCONT them",
+            NemesisKind::Delay => "add latency and jitter to every link, then clear",
+            NemesisKind::Loss => {
+                "drop connections with a probability per chunk on every link, then clear"
+            }
+        }
+    }
+
     /// Parses a comma-separated list; `none` is the empty list, `all` is every kind.
     pub fn parse_list(s: &str) -> Result<Vec<NemesisKind>, String> {
         let mut out: Vec<NemesisKind> = Vec::new();

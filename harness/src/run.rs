@@ -41,7 +41,7 @@ pub const EXIT_USAGE: u8 = 4;
 /// Raw `faultline run` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Workload: register (one key) or kv (independent keys).
+    /// Workload: register, kv, set, counter or append (descriptions: `faultline list`).
     #[arg(long, short = 'w', default_value = "register")]
     pub workload: String,
     /// Number of nodes (1 to 15).
@@ -908,6 +908,19 @@ impl Stats {
     }
 }
 
+/// The text of `faultline list`: every workload and nemesis with one line each.
+pub fn list() -> String {
+    let mut out = String::from("workloads (--workload):\n");
+    for w in faultline_workloads::all() {
+        out.push_str(&format!("  {:<10} {}\n", w.name(), w.description()));
+    }
+    out.push_str("nemeses (--nemesis, comma-separated; also `all` and `none`):\n");
+    for k in NemesisKind::ALL {
+        out.push_str(&format!("  {:<10} {}\n", k.name(), k.description()));
+    }
+    out
+}
+
 /// `partition,kill,pause`, or `none`.
 fn nemesis_names(kinds: &[NemesisKind]) -> String {
     if kinds.is_empty() {
@@ -982,13 +995,14 @@ fn print_summary(
     }
     let sentence = match (exit, interrupted) {
         (EXIT_VALID, _) => format!(
-            "Valid: the {} operations of this history are linearizable.",
-            stats.ok + stats.fail + stats.info + stats.pending
+            "Valid: the {} operations of this history {}.",
+            stats.ok + stats.fail + stats.info + stats.pending,
+            report.holds
         ),
-        (EXIT_INVALID, _) => {
-            "Invalid: the history is not linearizable; see results.json for the witness."
-                .to_string()
-        }
+        (EXIT_INVALID, _) => format!(
+            "Invalid: the history {}; see results.json for the witness.",
+            report.broken
+        ),
         (EXIT_UNKNOWN, true) => {
             "Unknown: the run was interrupted; what it recorded shows no violation.".to_string()
         }
@@ -1061,9 +1075,10 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<u8> {
     println!(
         "{} (exit {exit})",
         match report.verdict {
-            Verdict::Valid => "Valid: the history is linearizable.",
-            Verdict::Invalid => "Invalid: the history is not linearizable; see results.json.",
-            Verdict::Unknown => "Unknown: the checker could not decide.",
+            Verdict::Valid => format!("Valid: the operations of this history {}.", report.holds),
+            Verdict::Invalid =>
+                format!("Invalid: the history {}; see results.json.", report.broken),
+            Verdict::Unknown => "Unknown: the checker could not decide.".to_string(),
         }
     );
     Ok(exit)
@@ -1072,6 +1087,28 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_names_every_workload_and_nemesis() {
+        let text = list();
+        for name in [
+            "register",
+            "kv",
+            "set",
+            "counter",
+            "append",
+            "partition",
+            "kill",
+            "pause",
+            "delay",
+            "loss",
+        ] {
+            assert!(
+                text.contains(&format!("  {name} ")),
+                "{name} missing:\n{text}"
+            );
+        }
+    }
 
     #[test]
     fn concurrency_accepts_numbers_and_multiples_of_n() {

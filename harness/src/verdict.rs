@@ -37,7 +37,16 @@ pub struct CheckReport {
     pub summary: String,
     /// The checker's full output for `results.json`.
     pub detail: Value,
+    /// What a valid history's operations satisfy, completing "the N
+    /// operations of this history ..." (e.g. "are linearizable").
+    pub holds: &'static str,
+    /// What an invalid history breaks, completing "the history ..." (e.g.
+    /// "is not linearizable").
+    pub broken: &'static str,
 }
+
+const LIN_HOLDS: &str = "are linearizable";
+const LIN_BROKEN: &str = "is not linearizable";
 
 /// Checks `events` for the workload: pairs them into ops, then runs the
 /// workload's checker (linearizability with its model, keys checked apart;
@@ -50,6 +59,8 @@ pub fn check(workload: &dyn Workload, events: &[Event]) -> CheckReport {
                 verdict: Verdict::Unknown,
                 summary: format!("history is malformed: {e}"),
                 detail: json!({"error": e.to_string()}),
+                holds: LIN_HOLDS,
+                broken: LIN_BROKEN,
             };
         }
     };
@@ -102,12 +113,16 @@ pub fn check(workload: &dyn Workload, events: &[Event]) -> CheckReport {
                     "shrink_ms": r.shrink_ms,
                     "steps": r.steps,
                 }),
+                holds: LIN_HOLDS,
+                broken: LIN_BROKEN,
             }
         }
         Err(e) => CheckReport {
             verdict: Verdict::Unknown,
             summary: format!("the checker failed: {e}"),
             detail: json!({"error": e.to_string()}),
+            holds: LIN_HOLDS,
+            broken: LIN_BROKEN,
         },
     }
 }
@@ -165,6 +180,8 @@ fn set_report(ops: &[Op]) -> CheckReport {
                 "never_read": r.never_read.len(),
             },
         }),
+        holds: "form a valid set: no element lost, unexpected, duplicated or missing from a later read",
+        broken: "breaks the set's guarantees",
     }
 }
 
@@ -188,5 +205,7 @@ fn counter_report(ops: &[Op]) -> CheckReport {
                 "errors": r.errors.len(),
             },
         }),
+        holds: "keep every counter read within the acknowledged and attempted increments",
+        broken: "has counter reads outside the acknowledged and attempted increments",
     }
 }
