@@ -12,4 +12,5 @@ pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod supervisor;
+pub mod sut;
 pub mod verdict;

@@ -40,6 +40,8 @@ Exit codes: 0 valid, 1 invalid, 2 unknown (or interrupted), 3 harness or cluster
     /// Re-check a stored run (a run folder, or `latest`).
     #[command(after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown, 3 error, 4 bad arguments.")]
     Analyze(faultline::run::AnalyzeArgs),
+    /// Closed-loop benchmark of faultline-node and etcd with the same client code, no faults.
+    Bench(faultline::sut::bench::DbBenchArgs),
     /// Measure the fault proxy's added latency (pass mode) and exit.
     #[command(hide = true)]
     BenchProxy(faultline::bench::BenchArgs),
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => faultline::run::run(&args).map(|o| o.exit),
         Command::Analyze(args) => faultline::run::analyze(&args),
+        Command::Bench(args) => faultline::sut::bench::run(&args).map(|()| 0),
         Command::BenchProxy(args) => faultline::bench::run(&args).map(|()| 0),
     };
     match result {

@@ -1,0 +1,739 @@
+//! etcd 3.4 behind the [`Db`] interface: members on 127.0.0.1 whose
+//! advertised peer URLs are the harness's proxy ports, pre-vote on, and
+//! client operations through the v3 JSON gateway (keys and values base64,
+//! int64 fields as strings).
+//!
+//! Operations: `read` is `POST /v3/kv/range` (linearizable unless the
+//! serializable option is on: then a member answers from its own state,
+//! possibly stale); `write` is `/v3/kv/put`; `cas [from, to]` is a
+//! `/v3/kv/txn` comparing the value (or, for `from = null`, that the key was
+//! never created); `append` and `add` (set and counter workloads) are a
+//! linearizable range and then a txn guarded by the key's `mod_revision`,
+//! repeated on conflict while the op's time lasts. Values are stored as JSON
+//! text so every workload's values round-trip.
+//!
+//! Definite versus indeterminate errors ([`classify_error`]), as observed
+//! on etcd 3.4.23 through the gateway:
+//! - HTTP 400 (gRPC code 3, e.g. `key is not provided`, bad base64): the
+//!   request was rejected before anything happened → `fail`.
+//! - `etcdserver: no leader`, `too many requests` (code 8 / 429), `not
+//!   capable`: rejected before a proposal → definite; try another member.
+//! - `etcdserver: request timed out` (503, code 14, after ~7 s on a member
+//!   cut from its quorum), `context deadline exceeded` (500, code 2, on a
+//!   member with no leader), `leader changed`, `server stopped`, a client
+//!   timeout, a broken connection, anything else: the proposal may have been
+//!   appended and commit later → `info` for an op with effects.
+//! - Any error on a `read` (or on the read half of an append) → `fail`:
+//!   a read has no effect, so dropping it is always sound.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use faultline_workloads::{Checker, OpSpec, Reply, Workload};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{Attempt, BoxFuture, ClusterPlan, Db, PeerRouting, Target, transport_outcome};
+use crate::cluster::Status;
+use crate::supervisor::NodeProgram;
+
+/// etcd as a system under test.
+#[derive(Debug)]
+pub struct EtcdDb {
+    /// The `etcd` executable.
+    pub exe: PathBuf,
+    /// Serve reads with `serializable: true` (local, possibly stale).
+    pub serializable: bool,
+    /// Member id (decimal, as the gateway prints it) → member name, learnt
+    /// from `/v3/cluster/member/list`.
+    names: Mutex<Vec<(String, String)>>,
+}
+
+impl EtcdDb {
+    /// etcd from `exe`, with linearizable or serializable reads.
+    pub fn new(exe: PathBuf, serializable: bool) -> EtcdDb {
+        EtcdDb {
+            exe,
+            serializable,
+            names: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn name_of(&self, member: &str) -> Option<String> {
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .find(|(id, _)| id == member)
+            .map(|(_, n)| n.clone())
+    }
+}
+
+/// The etcd executable: `explicit` (`--etcd-bin`) if given, else `etcd` on `PATH`.
+pub fn find_etcd(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        if !p.is_file() {
+            bail!("--etcd-bin {}: no such file", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    match which("etcd") {
+        Some(p) => Ok(p),
+        None => bail!(
+            "etcd is not on PATH; install it (apt-get install -y etcd-server) or pass --etcd-bin PATH"
+        ),
+    }
+}
+
+/// The first executable file called `name` on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+impl Db for EtcdDb {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn program(&self) -> NodeProgram {
+        NodeProgram {
+            exe: self.exe.clone(),
+            prefix_args: Vec::new(),
+        }
+    }
+
+    fn routing(&self) -> PeerRouting {
+        PeerRouting::PerDestination
+    }
+
+    fn node_args(&self, plan: &ClusterPlan, me: usize) -> Vec<String> {
+        member_args(plan, me)
+    }
+
+    fn status<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        node: &'a Target,
+        _ids: &'a [String],
+    ) -> BoxFuture<'a, Option<Status>> {
+        Box::pin(async move {
+            let url = format!("{}/v3/maintenance/status", node.direct_url);
+            let (code, body) = post(http, &url, &json!({}), Duration::from_millis(500))
+                .await
+                .ok()?;
+            if code != 200 {
+                return None;
+            }
+            let st = parse_status(&body)?;
+            let leader = match &st.leader {
+                Some(l) => match self.name_of(l) {
+                    Some(n) => Some(n),
+                    None => {
+                        let url = format!("{}/v3/cluster/member/list", node.direct_url);
+                        let (_, list) = post(http, &url, &json!({}), Duration::from_millis(500))
+                            .await
+                            .ok()?;
+                        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+                        *names = parse_members(&list);
+                        names.iter().find(|(id, _)| id == l).map(|(_, n)| n.clone())
+                    }
+                },
+                None => None,
+            };
+            Some(Status {
+                id: node.id.clone(),
+                role: if st.leader.as_deref() == Some(st.member.as_str()) {
+                    "leader".into()
+                } else {
+                    "follower".into()
+                },
+                term: st.term,
+                leader,
+                commit_index: st.raft_index,
+            })
+        })
+    }
+
+    fn attempt<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        workload: &'a dyn Workload,
+        node: &'a Target,
+        op: &'a OpSpec,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Attempt> {
+        Box::pin(async move {
+            let key = op.key.as_deref().unwrap_or("r");
+            let deadline = Instant::now() + timeout;
+            match op.f.as_str() {
+                "read" => {
+                    let body = range_body(key, self.serializable);
+                    match call(http, node, "range", &body, deadline, false).await {
+                        Ok(resp) => match range_value(&resp) {
+                            Ok((None, _)) => Attempt::Done(Reply::Ok(workload.initial_value())),
+                            Ok((Some(v), _)) => Attempt::Done(Reply::Ok(v)),
+                            Err(e) => Attempt::Done(Reply::Info(e)),
+                        },
+                        Err(a) => a,
+                    }
+                }
+                "write" => {
+                    match call(http, node, "put", &put_body(key, &op.value), deadline, true).await {
+                        Ok(_) => Attempt::Done(Reply::Ok(op.value.clone())),
+                        Err(a) => a,
+                    }
+                }
+                "cas" => {
+                    let (from, to) = (&op.value[0], &op.value[1]);
+                    match call(http, node, "txn", &cas_body(key, from, to), deadline, true).await {
+                        Ok(resp) if txn_succeeded(&resp) => {
+                            Attempt::Done(Reply::Ok(op.value.clone()))
+                        }
+                        Ok(resp) => {
+                            // The failure branch read the key: the value the cas saw.
+                            let seen = txn_range_value(&resp)
+                                .unwrap_or(None)
+                                .unwrap_or_else(|| workload.initial_value());
+                            Attempt::Done(Reply::Fail(seen, "cas-mismatch".into()))
+                        }
+                        Err(a) => a,
+                    }
+                }
+                "append" | "add" => {
+                    let counter = workload.checker() == Checker::Counter;
+                    read_modify_write(http, workload, node, key, op, counter, deadline).await
+                }
+                other => Attempt::Done(Reply::Fail(
+                    Value::Null,
+                    format!("etcd: unsupported operation `{other}`"),
+                )),
+            }
+        })
+    }
+}
+
+/// `append`/`add`: read the key (linearizably), compute the new value, and
+/// write it only if the key's `mod_revision` is unchanged; retry on conflict.
+async fn read_modify_write(
+    http: &reqwest::Client,
+    workload: &dyn Workload,
+    node: &Target,
+    key: &str,
+    op: &OpSpec,
+    counter: bool,
+    deadline: Instant,
+) -> Attempt {
+    let mut conflicts = 0u32;
+    loop {
+        if Instant::now() >= deadline {
+            // Every txn so far failed its guard: nothing was written.
+            return Attempt::Done(Reply::Fail(
+                Value::Null,
+                format!("conflict: {conflicts} concurrent updates won"),
+            ));
+        }
+        let resp = match call(
+            http,
+            node,
+            "range",
+            &range_body(key, false),
+            deadline,
+            false,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(a) => return a,
+        };
+        let (current, mod_rev) = match range_value(&resp) {
+            Ok((v, r)) => (v.unwrap_or_else(|| workload.initial_value()), r),
+            Err(e) => return Attempt::Done(Reply::Fail(Value::Null, e)),
+        };
+        let Some(next) = apply_update(&current, &op.value, counter) else {
+            return Attempt::Done(Reply::Fail(
+                Value::Null,
+                format!("etcd: stored value {current} cannot take {}", op.f),
+            ));
+        };
+        let body = guarded_put_body(key, mod_rev, &next);
+        match call(http, node, "txn", &body, deadline, true).await {
+            Ok(r) if txn_succeeded(&r) => return Attempt::Done(Reply::Ok(op.value.clone())),
+            Ok(_) => conflicts += 1,
+            Err(a) => return a,
+        }
+    }
+}
+
+/// The new value of an `append`/`add`: a list with `arg` pushed, or (for a
+/// counter) the sum. `None` if the stored value has the wrong shape.
+pub fn apply_update(current: &Value, arg: &Value, counter: bool) -> Option<Value> {
+    if counter {
+        let sum = current.as_i64().unwrap_or(0).checked_add(arg.as_i64()?)?;
+        return Some(json!(sum));
+    }
+    let mut list = match current {
+        Value::Null => Vec::new(),
+        Value::Array(a) => a.clone(),
+        _ => return None,
+    };
+    list.push(arg.clone());
+    Some(Value::Array(list))
+}
+
+/// POSTs `body` to `/v3/kv/{what}` and classifies errors.
+async fn call(
+    http: &reqwest::Client,
+    node: &Target,
+    what: &str,
+    body: &Value,
+    deadline: Instant,
+    effectful: bool,
+) -> Result<Value, Attempt> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        let why = "timeout".to_string();
+        return Err(Attempt::Done(if effectful {
+            Reply::Info(why)
+        } else {
+            Reply::Fail(Value::Null, why)
+        }));
+    }
+    let url = format!("{}/v3/kv/{what}", node.client_url);
+    match post(http, &url, body, remaining).await {
+        Ok((200, v)) => Ok(v),
+        Ok((status, v)) => Err(classify_error(status, &v, effectful)),
+        Err(e) => Err(transport_outcome(&e, &node.id, effectful)),
+    }
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    timeout: Duration,
+) -> reqwest::Result<(u16, Value)> {
+    let resp = http.post(url).timeout(timeout).json(body).send().await?;
+    let status = resp.status().as_u16();
+    let v = resp.json::<Value>().await?;
+    Ok((status, v))
+}
+
+/// How an etcd gateway error ends an attempt (see the module docs).
+pub fn classify_error(status: u16, body: &Value, effectful: bool) -> Attempt {
+    let message = body
+        .get("message")
+        .or_else(|| body.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let code = body.get("code").and_then(Value::as_i64).unwrap_or(-1);
+    let why = format!("etcd {status}: {message}");
+    // Rejected before anything was proposed: safe to send elsewhere.
+    let refused = message.contains("etcdserver: no leader")
+        || message.contains("too many requests")
+        || message.contains("not capable")
+        || code == 8
+        || status == 429;
+    if refused {
+        return Attempt::Elsewhere { hint: None, why };
+    }
+    if status == 400 || code == 3 {
+        return Attempt::Done(Reply::Fail(Value::Null, why));
+    }
+    if effectful {
+        Attempt::Done(Reply::Info(why))
+    } else {
+        Attempt::Done(Reply::Fail(Value::Null, why))
+    }
+}
+
+/// The flags for member `me`: it listens on its own ports, advertises (and
+/// names every peer by) the addresses peers dial, which are the proxies.
+pub fn member_args(plan: &ClusterPlan, me: usize) -> Vec<String> {
+    let url = |a: std::net::SocketAddr| format!("http://{a}");
+    let initial: Vec<String> = plan
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(j, id)| format!("{id}={}", url(plan.inbound(j))))
+        .collect();
+    let client = url(plan.client_addrs[me]);
+    vec![
+        "--name".into(),
+        plan.ids[me].clone(),
+        "--data-dir".into(),
+        plan.data_dirs[me].display().to_string(),
+        "--listen-client-urls".into(),
+        client.clone(),
+        "--advertise-client-urls".into(),
+        client,
+        "--listen-peer-urls".into(),
+        url(plan.peer_addrs[me]),
+        "--initial-advertise-peer-urls".into(),
+        url(plan.inbound(me)),
+        "--initial-cluster".into(),
+        initial.join(","),
+        "--initial-cluster-state".into(),
+        "new".into(),
+        "--initial-cluster-token".into(),
+        "faultline".into(),
+        "--pre-vote=true".into(),
+        "--logger".into(),
+        "zap".into(),
+        "--log-outputs".into(),
+        "stderr".into(),
+    ]
+}
+
+/// Standard base64 with padding (what the gateway uses for bytes).
+pub fn b64encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(T[(n >> shift & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 (padding optional); `None` on a bad character.
+pub fn b64decode(text: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
+    if bytes.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c)? << (18 - 6 * i);
+        }
+        out.push((n >> 16) as u8);
+        if chunk.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if chunk.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    Some(out)
+}
+
+fn b64json(v: &Value) -> String {
+    b64encode(v.to_string().as_bytes())
+}
+
+/// `/v3/kv/range` body for one key.
+pub fn range_body(key: &str, serializable: bool) -> Value {
+    let mut b = json!({ "key": b64encode(key.as_bytes()) });
+    if serializable {
+        b["serializable"] = json!(true);
+    }
+    b
+}
+
+/// `/v3/kv/put` body: the value stored as JSON text.
+pub fn put_body(key: &str, value: &Value) -> Value {
+    json!({ "key": b64encode(key.as_bytes()), "value": b64json(value) })
+}
+
+/// `/v3/kv/txn` body for cas: compare the value with `from` (or, for
+/// `null`, that the key does not exist), put `to`; otherwise read the key.
+pub fn cas_body(key: &str, from: &Value, to: &Value) -> Value {
+    let k = b64encode(key.as_bytes());
+    let compare = if from.is_null() {
+        json!({ "key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0" })
+    } else {
+        json!({ "key": k, "target": "VALUE", "result": "EQUAL", "value": b64json(from) })
+    };
+    json!({
+        "compare": [compare],
+        "success": [{ "requestPut": { "key": k, "value": b64json(to) } }],
+        "failure": [{ "requestRange": { "key": k } }],
+    })
+}
+
+/// `/v3/kv/txn` body: put `value` only if the key's `mod_revision` is still
+/// `mod_rev` (0 for a key that does not exist).
+pub fn guarded_put_body(key: &str, mod_rev: i64, value: &Value) -> Value {
+    let k = b64encode(key.as_bytes());
+    json!({
+        "compare": [{ "key": k, "target": "MOD", "result": "EQUAL", "mod_revision": mod_rev.to_string() }],
+        "success": [{ "requestPut": { "key": k, "value": b64json(value) } }],
+    })
+}
+
+/// A txn answer's outcome: a failed txn omits `"succeeded"`.
+pub fn txn_succeeded(resp: &Value) -> bool {
+    resp.get("succeeded").and_then(Value::as_bool) == Some(true)
+}
+
+/// int64 fields come back as strings (and are omitted when zero).
+fn int64(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// A range answer's value (`None` if the key is absent) and `mod_revision`
+/// (0 if absent).
+pub fn range_value(resp: &Value) -> Result<(Option<Value>, i64), String> {
+    let Some(kv) = resp
+        .get("kvs")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    else {
+        return Ok((None, 0));
+    };
+    let mod_rev = int64(kv.get("mod_revision"));
+    // An empty value is omitted from the JSON.
+    let text = kv.get("value").and_then(Value::as_str).unwrap_or("");
+    let bytes = b64decode(text).ok_or_else(|| format!("etcd: bad base64 value {text:?}"))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "etcd: stored value is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })?;
+    Ok((Some(v), mod_rev))
+}
+
+/// The value read by a txn's `requestRange` branch.
+fn txn_range_value(resp: &Value) -> Result<Option<Value>, String> {
+    let range = resp
+        .get("responses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find_map(|r| r.get("response_range")));
+    match range {
+        Some(r) => range_value(r).map(|(v, _)| v),
+        None => Ok(None),
+    }
+}
+
+/// The fields of `/v3/maintenance/status` the harness uses.
+#[derive(Debug, PartialEq)]
+pub struct MemberStatus {
+    /// This member's id (decimal).
+    pub member: String,
+    /// The leader's id, if it knows one.
+    pub leader: Option<String>,
+    /// Raft term.
+    pub term: u64,
+    /// Raft index.
+    pub raft_index: u64,
+}
+
+/// Parses `/v3/maintenance/status`; `None` if it names no member.
+pub fn parse_status(body: &Value) -> Option<MemberStatus> {
+    let member = body.get("header")?.get("member_id")?.as_str()?.to_string();
+    let leader = body
+        .get("leader")
+        .and_then(Value::as_str)
+        .filter(|l| *l != "0")
+        .map(String::from);
+    Some(MemberStatus {
+        member,
+        leader,
+        term: int64(body.get("raftTerm")).max(0) as u64,
+        raft_index: int64(body.get("raftIndex")).max(0) as u64,
+    })
+}
+
+/// `(id, name)` of every member in `/v3/cluster/member/list`.
+pub fn parse_members(body: &Value) -> Vec<(String, String)> {
+    body.get("members")
+        .and_then(Value::as_array)
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| {
+                    let id = m.get("ID")?.as_str()?.to_string();
+                    let name = m.get("name").and_then(Value::as_str).unwrap_or("");
+                    Some((id, name.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_and_matches_the_gateway() {
+        assert_eq!(b64encode(b"r"), "cg==");
+        assert_eq!(b64encode(b"1"), "MQ==");
+        assert_eq!(b64encode(b"ab"), "YWI=");
+        assert_eq!(b64encode(b"abc"), "YWJj");
+        assert_eq!(b64encode(b""), "");
+        for len in 0..40u8 {
+            let data: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+            assert_eq!(b64decode(&b64encode(&data)).as_deref(), Some(&data[..]));
+        }
+        assert_eq!(b64decode("!!!"), None);
+    }
+
+    #[test]
+    fn requests_are_encoded_as_the_gateway_expects() {
+        assert_eq!(range_body("r", false), json!({"key": "cg=="}));
+        assert_eq!(
+            range_body("r", true),
+            json!({"key": "cg==", "serializable": true})
+        );
+        assert_eq!(
+            put_body("r", &json!(1)),
+            json!({"key": "cg==", "value": "MQ=="})
+        );
+        let cas = cas_body("r", &json!(1), &json!(3));
+        assert_eq!(cas["compare"][0]["target"], "VALUE");
+        assert_eq!(cas["compare"][0]["value"], "MQ==");
+        assert_eq!(cas["success"][0]["requestPut"]["value"], "Mw==");
+        assert_eq!(cas["failure"][0]["requestRange"]["key"], "cg==");
+        let absent = cas_body("r", &Value::Null, &json!(3));
+        assert_eq!(absent["compare"][0]["target"], "CREATE");
+        assert_eq!(absent["compare"][0]["create_revision"], "0");
+        let g = guarded_put_body("a0", 7, &json!([1, 2]));
+        assert_eq!(g["compare"][0]["mod_revision"], "7");
+        assert_eq!(
+            b64decode(g["success"][0]["requestPut"]["value"].as_str().unwrap()).unwrap(),
+            b"[1,2]"
+        );
+    }
+
+    #[test]
+    fn answers_are_decoded() {
+        // Copied from etcd 3.4.23's gateway.
+        let hit = json!({"header":{"revision":"2"},"kvs":[{"key":"cg==","create_revision":"2","mod_revision":"2","version":"1","value":"MQ=="}],"count":"1"});
+        assert_eq!(range_value(&hit), Ok((Some(json!(1)), 2)));
+        let miss = json!({"header":{"revision":"2","raft_term":"2"}});
+        assert_eq!(range_value(&miss), Ok((None, 0)));
+        let junk = json!({"kvs":[{"key":"cg==","value":"eHl6"}]});
+        assert!(range_value(&junk).is_err());
+        let failed = json!({"header":{"revision":"2"},"responses":[{"response_range":{"header":{"revision":"2"},"kvs":[{"key":"cg==","mod_revision":"2","value":"MQ=="}],"count":"1"}}]});
+        assert!(!txn_succeeded(&failed));
+        assert_eq!(txn_range_value(&failed), Ok(Some(json!(1))));
+        let ok = json!({"header":{"revision":"3"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"3"}}}]});
+        assert!(txn_succeeded(&ok));
+        let status = json!({"header":{"member_id":"399"},"version":"3.4.23","leader":"136","raftIndex":"11","raftTerm":"2"});
+        assert_eq!(
+            parse_status(&status),
+            Some(MemberStatus {
+                member: "399".into(),
+                leader: Some("136".into()),
+                term: 2,
+                raft_index: 11
+            })
+        );
+        let no_leader =
+            json!({"header":{"member_id":"399"},"raftTerm":"2","errors":["etcdserver: no leader"]});
+        assert_eq!(parse_status(&no_leader).unwrap().leader, None);
+        let members = json!({"members":[{"ID":"185","name":"n2"},{"ID":"399","name":"n3"}]});
+        assert_eq!(
+            parse_members(&members),
+            vec![("185".into(), "n2".into()), ("399".into(), "n3".into())]
+        );
+    }
+
+    #[test]
+    fn errors_map_to_definite_or_indeterminate() {
+        let timed_out = json!({"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14});
+        assert!(matches!(
+            classify_error(503, &timed_out, true),
+            Attempt::Done(Reply::Info(_))
+        ));
+        assert!(matches!(
+            classify_error(503, &timed_out, false),
+            Attempt::Done(Reply::Fail(..))
+        ));
+        let deadline = json!({"error":"context deadline exceeded","message":"context deadline exceeded","code":2});
+        assert!(matches!(
+            classify_error(500, &deadline, true),
+            Attempt::Done(Reply::Info(_))
+        ));
+        let no_leader =
+            json!({"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14});
+        assert!(matches!(
+            classify_error(503, &no_leader, true),
+            Attempt::Elsewhere { .. }
+        ));
+        let bad = json!({"error":"etcdserver: key is not provided","message":"etcdserver: key is not provided","code":3});
+        assert!(matches!(
+            classify_error(400, &bad, true),
+            Attempt::Done(Reply::Fail(..))
+        ));
+        let busy = json!({"message":"etcdserver: too many requests","code":8});
+        assert!(matches!(
+            classify_error(429, &busy, true),
+            Attempt::Elsewhere { .. }
+        ));
+    }
+
+    #[test]
+    fn appends_and_counters_update() {
+        assert_eq!(
+            apply_update(&Value::Null, &json!(1), false),
+            Some(json!([1]))
+        );
+        assert_eq!(
+            apply_update(&json!([1]), &json!(2), false),
+            Some(json!([1, 2]))
+        );
+        assert_eq!(apply_update(&json!(5), &json!(2), false), None);
+        assert_eq!(apply_update(&json!(5), &json!(2), true), Some(json!(7)));
+        assert_eq!(apply_update(&json!(0), &json!("x"), true), None);
+    }
+
+    #[test]
+    fn members_advertise_the_proxies_and_pre_vote() {
+        let a = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+        let plan = ClusterPlan {
+            ids: vec!["n1".into(), "n2".into()],
+            client_addrs: vec![a(1), a(2)],
+            client_urls: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+            peer_addrs: vec![a(11), a(12)],
+            dial: vec![vec![None, Some(a(32))], vec![Some(a(31)), None]],
+            data_dirs: vec!["/d/n1".into(), "/d/n2".into()],
+        };
+        let args = member_args(&plan, 0).join(" ");
+        assert!(
+            args.contains("--listen-peer-urls http://127.0.0.1:11"),
+            "{args}"
+        );
+        assert!(
+            args.contains("--initial-advertise-peer-urls http://127.0.0.1:31"),
+            "{args}"
+        );
+        assert!(
+            args.contains("--initial-cluster n1=http://127.0.0.1:31,n2=http://127.0.0.1:32"),
+            "{args}"
+        );
+        assert!(args.contains("--pre-vote=true"), "{args}");
+    }
+}
