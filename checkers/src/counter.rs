@@ -63,11 +63,16 @@ pub fn check_counter(ops: &[Op]) -> CounterReport {
         reads: 0,
         errors: Vec::new(),
     };
+    let mut unreadable: Option<u64> = None;
     for o in ops
         .iter()
         .filter(|o| o.f == "read" && o.outcome == Outcome::Ok)
     {
-        let (Some(r), Some(v)) = (o.ret, o.value.as_i64()) else {
+        let Some(r) = o.ret else { continue };
+        let Some(v) = o.value.as_i64() else {
+            // Not silently skipped: a read the checker cannot judge leaves
+            // the verdict open (unless another read is already out of bounds).
+            unreadable.get_or_insert(o.index);
             continue;
         };
         report.reads += 1;
@@ -87,6 +92,11 @@ pub fn check_counter(ops: &[Op]) -> CounterReport {
                 upper,
             ));
         }
+    }
+    if let (Some(index), true) = (unreadable, report.errors.is_empty()) {
+        report.verdict = Verdict::Unknown {
+            reason: format!("the read at event {index} did not return an integer"),
+        };
     }
     if let Some((first, lo, hi)) = report.errors.first() {
         let explanation = format!(
