@@ -2,7 +2,10 @@
 # Checker benchmark (release build): per-file check time (one thread, parse
 # excluded, minimum of 3 runs) and peak memory over the reference corpus, the
 # totals against the targets, then a generated 100,000-op kv history (100 keys,
-# 32 processes) checked by `faultline check` on 2 threads.
+# 32 processes) checked by `faultline check` on 2 threads, and generated
+# one-key histories with many indeterminate (info) ops, as runs under kill and
+# partition faults produce (10,000 ops, 10 processes, 5 % info; one thread):
+# valid ones and ones with a stale read must be decided (not Unknown).
 # Exit status: 0 when every target is met, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +15,14 @@ cargo build --release --locked -p faultline -p faultline-checkers --example benc
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}/release"
 status=0
 "$TARGET/examples/bench_checker" corpus "$CORPUS" "$RUNS" || status=1
+
+echo
+for model in register cas-register kv append; do
+  "$TARGET/examples/bench_checker" info "$model" 10000 10 50 1 - 60 || status=1
+done
+for model in register cas-register kv; do
+  "$TARGET/examples/bench_checker" info "$model" 10000 10 50 1 stale 60 || status=1
+done
 
 echo
 GEN="$(mktemp -d)"

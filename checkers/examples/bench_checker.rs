@@ -7,6 +7,10 @@
 //! * `bench_checker one FORMAT-MODEL FILE RUNS`: the per-file worker.
 //! * `bench_checker gen OUT OPS KEYS PROCS SEED`: writes a random linearizable
 //!   kv history (JSONL) for the large-history benchmark.
+//! * `bench_checker info MODEL OPS PROCS INFO_PERMILLE SEED [stale] [TIME_LIMIT_S]`:
+//!   generates a one-key history with many indeterminate (`info`) ops (as
+//!   runs under kill and partition faults produce), optionally with one stale
+//!   read injected, and checks it on one thread: time, verdict, op counts.
 
 #[path = "../tests/common/histgen.rs"]
 #[allow(dead_code)]
@@ -180,6 +184,61 @@ fn generate_file(
     Ok(())
 }
 
+fn info_heavy(a: &[String]) -> Result<bool, String> {
+    let num = |i: usize, d: u64| a.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    let (gm, model) = match a.get(2).map(String::as_str) {
+        Some("register") => (histgen::GenModel::Register, ModelKind::Register),
+        Some("cas-register") => (histgen::GenModel::CasRegister, ModelKind::CasRegister),
+        Some("kv") => (histgen::GenModel::Kv, ModelKind::Kv),
+        Some("append") => (histgen::GenModel::Append, ModelKind::Append),
+        other => return Err(format!("unknown model {other:?}")),
+    };
+    let (ops, procs, permille, seed) = (num(3, 10_000), num(4, 10), num(5, 50), num(6, 1));
+    let stale = a.get(7).map(String::as_str) == Some("stale");
+    // `FAULTLINE_INFO_FILE`: check this JSONL history instead of generating one.
+    let mut events = match std::env::var("FAULTLINE_INFO_FILE") {
+        Ok(f) => {
+            let text = std::fs::read_to_string(&f).map_err(|e| format!("{f}: {e}"))?;
+            parse_str(&f, &text, Format::Jsonl)
+                .map_err(|e| e.to_string())?
+                .events
+        }
+        Err(_) => histgen::generate(&histgen::GenParams {
+            model: gm,
+            ops: ops as usize,
+            keys: 1,
+            procs: procs as usize,
+            info_rate: permille as f64 / 1000.0,
+            latency: 20,
+            seed,
+        }),
+    };
+    if stale && histgen::inject_stale_read(&mut events, 0.6).is_none() {
+        return Err("no read to make stale".into());
+    }
+    let paired = pair("gen", &events).map_err(|e| e.to_string())?;
+    let info = paired
+        .iter()
+        .filter(|o| o.outcome == faultline_history::Outcome::Info)
+        .count();
+    let mut opts = LinOptions::new(model);
+    opts.time_limit = Some(std::time::Duration::from_secs(num(8, 60)));
+    let r = check_linearizable(&paired, &opts).map_err(|e| e.to_string())?;
+    println!(
+        "{} {} ops ({info} info, {} searched), {procs} processes, seed {seed}{}: {} in {:.1} ms ({} steps, shrink {:.1} ms)",
+        model.name(),
+        paired.len(),
+        r.ops,
+        if stale { ", one stale read" } else { "" },
+        r.verdict.name(),
+        r.check_ms,
+        r.steps,
+        r.shrink_ms
+    );
+    let expected = if stale { "invalid" } else { "valid" };
+    Ok(r.verdict.name() == expected)
+}
+
 fn main() -> ExitCode {
     let a: Vec<String> = std::env::args().collect();
     let arg = |i: usize| a.get(i).map(String::as_str).unwrap_or("");
@@ -188,7 +247,8 @@ fn main() -> ExitCode {
         "one" => one(arg(2), arg(3), num(4, 3)).map(|()| true),
         "corpus" => corpus(arg(2), num(3, 3)),
         "gen" => generate_file(arg(2), num(3, 100_000), num(4, 100), num(5, 32), num(6, 1) as u64).map(|()| true),
-        _ => Err("usage: bench_checker corpus ROOT [RUNS] | one FORMAT-MODEL FILE RUNS | gen OUT OPS KEYS PROCS SEED".into()),
+        "info" => info_heavy(&a),
+        _ => Err("usage: bench_checker corpus ROOT [RUNS] | one FORMAT-MODEL FILE RUNS | gen OUT OPS KEYS PROCS SEED | info MODEL OPS PROCS INFO_PERMILLE SEED [stale|-] [TIME_LIMIT_S]".into()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

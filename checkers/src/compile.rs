@@ -273,6 +273,7 @@ pub(crate) fn compile(ops: &[Op], opts: &LinOptions) -> Result<Compiled, CheckEr
                 src: i,
             });
         }
+        drop_unobserved_optional(&mut sops, shape, &machine);
         parts.push(Part {
             key,
             ops: sops,
@@ -286,6 +287,104 @@ pub(crate) fn compile(ops: &[Op], opts: &LinOptions) -> Result<Compiled, CheckEr
         values,
         registers,
     })
+}
+
+/// Drops optional (`info` or pending) ops whose effect nothing can observe.
+///
+/// Registers: an optional write of `v` (or cas to `v`) where no op in the
+/// part reads `v` (a read of `v` or a successful cas from `v`) can never
+/// help. Proof: in any linearization containing it, the ops after it until
+/// the next state change see `v`, so they can only be reads matching any
+/// value (a read of `v` or a cas from `v` does not exist); the next state
+/// change cannot be a cas (it would be from `v`), so it is a write, which sets
+/// the state whatever it was. Removing the op leaves every other op legal and
+/// in the same order, and it was optional. Dropping a cas removes its need
+/// for `from`, which can leave other optional producers of `from`
+/// unobserved, so this repeats to a fixpoint. Not applied when a failed CAS
+/// is an observation (Porcupine's etcd logs): that observes "not `from`",
+/// which an unread write could make true.
+///
+/// Lists: an optional append whose element appears in no read can never
+/// help: the element stays in the list for good, so every read after it
+/// would have to be a read matching anything; removing it changes nothing
+/// those reads can see.
+///
+/// Applied per part before the search, so the search, the witness and the
+/// shrinker all see the same ops (a dropped op never appears in a witness).
+fn drop_unobserved_optional(sops: &mut Vec<SOp>, shape: Shape, machine: &Machine) {
+    match shape {
+        Shape::Register => {
+            if sops.iter().any(|o| {
+                matches!(
+                    o.op,
+                    MOp::Cas {
+                        obs: CasObs::Failed,
+                        ..
+                    }
+                )
+            }) {
+                return;
+            }
+            let needs = |op: &MOp| match *op {
+                MOp::Read(Some(v))
+                | MOp::Cas {
+                    from: v,
+                    obs: CasObs::Succeeded,
+                    ..
+                } => Some(v),
+                _ => None,
+            };
+            let mut observers: FxHashMap<u32, u32> = FxHashMap::default();
+            for o in sops.iter() {
+                if let Some(v) = needs(&o.op) {
+                    *observers.entry(v).or_default() += 1;
+                }
+            }
+            let mut keep = vec![true; sops.len()];
+            loop {
+                let mut changed = false;
+                for (i, o) in sops.iter().enumerate() {
+                    if !keep[i] || o.ret.is_some() {
+                        continue;
+                    }
+                    let produces = match o.op {
+                        MOp::Write(v) | MOp::Cas { to: v, .. } => v,
+                        _ => continue,
+                    };
+                    if observers.get(&produces).copied().unwrap_or(0) == 0 {
+                        keep[i] = false;
+                        changed = true;
+                        if let Some(v) = needs(&o.op)
+                            && let Some(c) = observers.get_mut(&v)
+                        {
+                            *c -= 1;
+                        }
+                    }
+                }
+                if !changed {
+                    break;
+                }
+            }
+            let mut i = 0;
+            sops.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        Shape::List => {
+            let mut seen: rustc_hash::FxHashSet<u32> = rustc_hash::FxHashSet::default();
+            for o in sops.iter() {
+                if let MOp::SeqRead(Some(node)) = o.op {
+                    seen.extend(machine.seq_of(node));
+                }
+            }
+            sops.retain(|o| match &o.op {
+                MOp::SeqAppend(xs) if o.ret.is_none() => xs.iter().any(|x| seen.contains(x)),
+                _ => true,
+            });
+        }
+        Shape::Str | Shape::Registers | Shape::Mutex => {}
+    }
 }
 
 /// Describes a model state in words.

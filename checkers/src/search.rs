@@ -144,6 +144,14 @@ pub(crate) struct Search {
     /// Per local value: unlinearized producers and unlinearized required readers.
     producers: Vec<u32>,
     readers: Vec<u32>,
+    /// Register partitions: per op, the local index of the value it observes
+    /// (read v, successful cas from v; required or optional), or NIL; per
+    /// local value, the unlinearized ops that observe it.
+    op_obs: Vec<u32>,
+    observers: Vec<u32>,
+    /// Whether an optional producer whose value no remaining op observes may
+    /// be skipped (registers without failed-CAS observations).
+    skip_unobserved: bool,
     /// Local index of each register value (by value id).
     local: FxHashMap<u32, u32>,
     /// A local value some required op reads but that nothing can produce any more,
@@ -208,6 +216,7 @@ impl Search {
         let mut local_values = Vec::new();
         let mut op_prod = vec![NIL; n];
         let mut op_need = vec![NIL; n];
+        let mut op_obs = vec![NIL; n];
         let mut intern = |v: u32| {
             let next = local.len() as u32;
             *local.entry(v).or_insert_with(|| {
@@ -225,17 +234,27 @@ impl Search {
                     obs: CasObs::Succeeded,
                 } => {
                     op_prod[i] = intern(to);
+                    op_obs[i] = intern(from);
                     if required {
-                        op_need[i] = intern(from);
+                        op_need[i] = op_obs[i];
                     }
                 }
-                MOp::Read(Some(v)) if required => op_need[i] = intern(v),
+                MOp::Read(Some(v)) => {
+                    op_obs[i] = intern(v);
+                    if required {
+                        op_need[i] = op_obs[i];
+                    }
+                }
                 _ => {}
             }
         }
         let mut producers = vec![0u32; local.len()];
         let mut readers = vec![0u32; local.len()];
+        let mut observers = vec![0u32; local.len()];
         for i in 0..n {
+            if op_obs[i] != NIL {
+                observers[op_obs[i] as usize] += 1;
+            }
             if op_prod[i] != NIL {
                 producers[op_prod[i] as usize] += 1;
             }
@@ -275,6 +294,17 @@ impl Search {
             op_need,
             producers,
             readers,
+            op_obs,
+            observers,
+            skip_unobserved: !ops.iter().any(|o| {
+                matches!(
+                    o.op,
+                    MOp::Cas {
+                        obs: CasObs::Failed,
+                        ..
+                    }
+                )
+            }),
             local,
             dead_value: None,
             local_values,
@@ -366,8 +396,23 @@ impl Search {
             .then_some(l)
     }
 
+    /// Whether optional op `i` produces a register value that no remaining op
+    /// observes. Then it is never linearized from here: by the argument of
+    /// `compile::drop_unobserved_optional` applied to the remaining ops, any
+    /// way to finish that uses it also works without it. (A completion with
+    /// the fewest optional ops never uses a skipped move, so the search and
+    /// the failed-configuration memo stay exact.)
+    #[inline]
+    fn unobserved(&self, i: usize) -> bool {
+        let p = self.op_prod[i];
+        self.skip_unobserved && p != NIL && self.observers[p as usize] == 0
+    }
+
     fn count(&mut self, i: usize, delta: i32) {
-        let (p, r) = (self.op_prod[i], self.op_need[i]);
+        let (p, r, o) = (self.op_prod[i], self.op_need[i], self.op_obs[i]);
+        if o != NIL {
+            self.observers[o as usize] = self.observers[o as usize].wrapping_add_signed(delta);
+        }
         if p != NIL {
             self.producers[p as usize] = self.producers[p as usize].wrapping_add_signed(delta);
         }
@@ -420,7 +465,7 @@ impl Search {
             if e != NIL && e % 2 == 1 {
                 let i = ((e - 1) / 2) as usize;
                 let optional = self.ops[i].ret.is_none();
-                if optional != self.pass2 {
+                if optional != self.pass2 || (optional && self.unobserved(i)) {
                     self.cursor = self.next[e as usize];
                     continue;
                 }

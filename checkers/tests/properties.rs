@@ -183,3 +183,101 @@ fn one_stale_read_is_invalid() {
         );
     }
 }
+
+/// Histories like those of runs under kill and partition faults: one key,
+/// 10 processes, 5 % of ops indeterminate (`info`, each replaced by a new
+/// process), so dozens of optional ops are open at once. Valid ones must come
+/// back Valid and ones with a stale read (or, for lists, a read missing an
+/// element appended before it began) Invalid, within a generous time limit:
+/// unpruned, the subsets of optional ops make these searches hit the limit.
+#[test]
+fn info_heavy_histories_are_decided() {
+    use common::histgen::inject_stale_read;
+    let models = [
+        (GenModel::Register, ModelKind::Register),
+        (GenModel::CasRegister, ModelKind::CasRegister),
+        (GenModel::Kv, ModelKind::Kv),
+        (GenModel::Append, ModelKind::Append),
+    ];
+    for (gm, model) in models {
+        for seed in 0..2u64 {
+            let p = GenParams {
+                model: gm,
+                ops: 5_000,
+                keys: 1,
+                procs: 10,
+                info_rate: 0.05,
+                latency: 20,
+                seed,
+            };
+            let mut o = opts(model);
+            o.time_limit = Some(std::time::Duration::from_secs(120));
+            let mut events = generate(&p);
+            let info = events.iter().filter(|e| e.kind == EventType::Info).count();
+            assert!(info >= 150, "seed {seed}: only {info} info ops");
+            let ops = pair("gen", &events).unwrap();
+            let r = check_linearizable(&ops, &o).unwrap();
+            assert_eq!(
+                r.verdict,
+                Verdict::Valid,
+                "model {model:?} seed {seed} ({info} info ops)"
+            );
+            let victim = if gm == GenModel::Append {
+                drop_appended_element(&mut events)
+            } else {
+                inject_stale_read(&mut events, 0.5)
+            };
+            let Some(victim) = victim else {
+                panic!("model {model:?} seed {seed}: no read to corrupt");
+            };
+            let ops = pair("gen", &events).unwrap();
+            let read_index = ops.iter().find(|o| o.ret == Some(victim)).unwrap().index;
+            let r = check_linearizable(&ops, &o).unwrap();
+            let Verdict::Invalid { witness, .. } = &r.verdict else {
+                panic!(
+                    "model {model:?} seed {seed}: expected invalid, got {:?}",
+                    r.verdict
+                );
+            };
+            // Dropped optional ops never show up as the op that cannot go on.
+            assert!(
+                witness.op.as_ref().is_some_and(|w| w.outcome == "ok"),
+                "model {model:?} seed {seed}: {}",
+                witness.explanation
+            );
+            if witness.minimal_complete {
+                assert!(
+                    witness.minimal.iter().any(|m| m.index == read_index),
+                    "model {model:?} seed {seed}: minimal set {:?} lacks read {read_index}",
+                    witness.minimal
+                );
+            }
+        }
+    }
+}
+
+/// Removes from one ok read (past the middle) an element whose ok append
+/// completed before the read began; returns the read's completion position.
+fn drop_appended_element(events: &mut [faultline_history::Event]) -> Option<usize> {
+    let ops = pair("gen", events).unwrap();
+    let ok = |o: &&faultline_history::Op| o.outcome == faultline_history::Outcome::Ok;
+    let half = events.len() / 2;
+    for r in ops
+        .iter()
+        .filter(ok)
+        .filter(|o| o.f == "read" && o.call > half)
+    {
+        let list = r.value.as_array()?;
+        let done_before = ops
+            .iter()
+            .filter(ok)
+            .find(|a| a.f == "append" && a.ret.unwrap() < r.call && list.contains(&a.value));
+        if let Some(a) = done_before {
+            let pos = r.ret.unwrap();
+            let kept: Vec<_> = list.iter().filter(|x| **x != a.value).cloned().collect();
+            events[pos].value = serde_json::Value::Array(kept);
+            return Some(pos);
+        }
+    }
+    None
+}

@@ -279,3 +279,60 @@ pub fn generate(p: &GenParams) -> Vec<Event> {
     }
     events
 }
+
+/// Makes one ok read (after `from` of the way through) return the value of an
+/// ok write W1 that completed before an ok write W2 of the same key began,
+/// where W2 completed before the read began: a stale read, which only the
+/// search (not a static check) can reject. Returns the read's completion
+/// event position, or `None` when the history has no such read.
+pub fn inject_stale_read(events: &mut [Event], from: f64) -> Option<usize> {
+    // Pair invocations with completions by process.
+    let mut open: BTreeMap<u64, usize> = BTreeMap::new();
+    // (invoke pos, complete pos) of ok ops.
+    let mut done: Vec<(usize, usize)> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let Process::Client(p) = e.process else {
+            continue;
+        };
+        if e.kind == EventType::Invoke {
+            open.insert(p, i);
+        } else if let Some(c) = open.remove(&p)
+            && e.kind == EventType::Ok
+        {
+            done.push((c, i));
+        }
+    }
+    let start = (events.len() as f64 * from) as usize;
+    let writes: Vec<(usize, usize)> = done
+        .iter()
+        .copied()
+        .filter(|&(c, _)| events[c].f == "write")
+        .collect();
+    let mut reads: Vec<(usize, usize)> = done
+        .iter()
+        .copied()
+        .filter(|&(c, _)| events[c].f == "read" && c >= start)
+        .collect();
+    reads.sort_unstable();
+    for (rc, rr) in reads {
+        let key = &events[rc].key;
+        let same = |&&(c, r): &&(usize, usize)| &events[c].key == key && r < rc;
+        let Some(&(w2c, _)) = writes.iter().filter(same).max_by_key(|w| w.1) else {
+            continue;
+        };
+        let Some(&(_, w1r)) = writes
+            .iter()
+            .filter(same)
+            .filter(|w| w.1 < w2c)
+            .max_by_key(|w| w.1)
+        else {
+            continue;
+        };
+        let stale = events[w1r].value.clone();
+        if events[rr].value != stale {
+            events[rr].value = stale;
+            return Some(rr);
+        }
+    }
+    None
+}
