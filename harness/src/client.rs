@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::NodeInfo;
 use crate::recorder::{Entry, Recorder};
+use crate::sut::{Attempt, Db, Target};
 
 /// Ok / fail / info counters shared with the progress line.
 #[derive(Debug, Default)]
@@ -101,6 +102,9 @@ pub struct ClientCtx {
     pub next_process: Arc<AtomicU64>,
     /// Latency of completed ops (ok and fail), microseconds.
     pub latencies: Arc<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
+    /// Another system under test (etcd) whose [`Db::attempt`] maps ops;
+    /// `None` for faultline-node through the workload's HTTP calls.
+    pub db: Option<Arc<dyn Db>>,
 }
 
 /// A client's identity for de-duplication: one per logical process.
@@ -207,7 +211,46 @@ pub fn session(process: u64, node: usize) -> Session {
     }
 }
 
+/// One op through another system's [`Db::attempt`], moving to the hinted
+/// (or next) node while its answers prove the op was not done.
+async fn perform_db(db: &dyn Db, ctx: &ClientCtx, s: &mut Session, op: &OpSpec) -> Reply {
+    let deadline = Instant::now() + ctx.op_timeout;
+    let n = ctx.nodes.len().max(1);
+    let mut last_definite = String::from("no attempt");
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Reply::Fail(Value::Null, last_definite);
+        }
+        let node = &ctx.nodes[s.node];
+        let target = Target {
+            id: node.id.clone(),
+            client_url: node.client_url.clone(),
+            direct_url: node.direct_url.clone(),
+        };
+        match db
+            .attempt(&ctx.http, &*ctx.workload, &target, op, remaining)
+            .await
+        {
+            Attempt::Done(r) => return r,
+            Attempt::Elsewhere { hint, why } => {
+                last_definite = why;
+                match hint.and_then(|h| ctx.nodes.iter().position(|x| x.id == h)) {
+                    Some(i) if i != s.node => s.node = i,
+                    _ => {
+                        s.node = (s.node + 1) % n;
+                        backoff(deadline).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn perform(ctx: &ClientCtx, s: &mut Session, op: &OpSpec) -> Reply {
+    if let Some(db) = &ctx.db {
+        return perform_db(&**db, ctx, s, op).await;
+    }
     let deadline = Instant::now() + ctx.op_timeout;
     let call = ctx.workload.request(op);
     let n = ctx.nodes.len().max(1);

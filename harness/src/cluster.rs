@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::nemesis::Fault;
 use crate::proxy::{LinkMode, Proxy};
 use crate::supervisor::{NodeProgram, NodeSpec, ProcState, Supervisor};
+use crate::sut::{ClusterPlan, Db, PeerRouting, Target};
 
 /// How to build a cluster.
 #[derive(Clone, Debug)]
@@ -74,6 +75,7 @@ pub struct Cluster {
     net: std::sync::Mutex<Net>,
     http: reqwest::Client,
     nodes_dir: std::path::PathBuf,
+    db: std::sync::Arc<dyn Db>,
 }
 
 /// The network faults in force: which directed links are cut, and the mode
@@ -85,8 +87,29 @@ struct Net {
 }
 
 impl Cluster {
-    /// Starts proxies and nodes; data and logs go under `nodes_dir`.
+    /// Starts proxies and faultline-node nodes; data and logs go under `nodes_dir`.
     pub async fn start(
+        cfg: &ClusterConfig,
+        nodes_dir: &Path,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Cluster> {
+        let db = std::sync::Arc::new(crate::sut::faultline::FaultlineDb {
+            program: cfg.program.clone(),
+            extra_args: cfg.node_args.clone(),
+        });
+        Cluster::start_db(db, cfg, nodes_dir, cancel, tracker).await
+    }
+
+    /// The system under test.
+    pub fn db(&self) -> std::sync::Arc<dyn Db> {
+        self.db.clone()
+    }
+
+    /// Starts proxies and nodes of `db` (`cfg.program` and `cfg.node_args`
+    /// are ignored: `db` says what to run).
+    pub async fn start_db(
+        db: std::sync::Arc<dyn Db>,
         cfg: &ClusterConfig,
         nodes_dir: &Path,
         cancel: CancellationToken,
@@ -156,34 +179,39 @@ impl Cluster {
                 peer_addr: peer_addrs[i],
             });
         }
-        for i in 0..n {
-            let data_dir = nodes_dir.join(&ids[i]);
-            let mut args = vec![
-                "--id".to_string(),
-                ids[i].clone(),
-                "--data-dir".to_string(),
-                data_dir.display().to_string(),
-                "--client-addr".to_string(),
-                client_addrs[i].to_string(),
-                "--peer-addr".to_string(),
-                peer_addrs[i].to_string(),
-            ];
+        // Where node i dials node j: its own link proxy, or (for systems
+        // whose members advertise one peer address) a demultiplexer per
+        // destination that hands each connection to the dialler's link.
+        let mut dial: Vec<Vec<Option<SocketAddr>>> = links
+            .iter()
+            .map(|row| row.iter().map(|p| p.as_ref().map(Proxy::addr)).collect())
+            .collect();
+        if db.routing() == PeerRouting::PerDestination {
             for j in 0..n {
-                if let Some(p) = &links[i][j] {
-                    args.push("--peer".to_string());
-                    args.push(format!("{}={}", ids[j], p.addr()));
-                    args.push("--peer-client".to_string());
-                    args.push(format!("{}={}", ids[j], nodes[j].client_url));
+                let column: Vec<Option<SocketAddr>> = (0..n).map(|i| dial[i][j]).collect();
+                let inbound =
+                    crate::sut::demux::start(ids.clone(), column, cancel.clone(), tracker).await?;
+                for (i, row) in dial.iter_mut().enumerate() {
+                    row[j] = (i != j).then_some(inbound);
                 }
             }
-            args.extend(cfg.node_args.iter().cloned());
+        }
+        let plan = ClusterPlan {
+            ids: ids.clone(),
+            client_addrs: client_addrs.clone(),
+            client_urls: nodes.iter().map(|x| x.client_url.clone()).collect(),
+            peer_addrs: peer_addrs.clone(),
+            dial,
+            data_dirs: ids.iter().map(|id| nodes_dir.join(id)).collect(),
+        };
+        for (i, id) in ids.iter().enumerate() {
             specs.push(NodeSpec {
-                id: ids[i].clone(),
-                args,
-                log_path: nodes_dir.join(format!("{}.log", ids[i])),
+                id: id.clone(),
+                args: db.node_args(&plan, i),
+                log_path: nodes_dir.join(format!("{id}.log")),
             });
         }
-        let supervisor = Supervisor::new(cfg.program.clone(), specs);
+        let supervisor = Supervisor::new(db.program(), specs);
         supervisor.start_all()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(500))
@@ -201,6 +229,7 @@ impl Cluster {
             }),
             http,
             nodes_dir: nodes_dir.to_path_buf(),
+            db,
         })
     }
 
@@ -233,12 +262,13 @@ impl Cluster {
     /// One node's `/status`, or `None` if it does not answer in time.
     pub async fn status(&self, id: &str) -> Option<Status> {
         let i = self.index_of(id).ok()?;
-        let url = format!("{}/status", self.nodes[i].direct_url);
-        let resp = self.http.get(url).send().await.ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
-        resp.json::<Status>().await.ok()
+        let node = &self.nodes[i];
+        let target = Target {
+            id: node.id.clone(),
+            client_url: node.client_url.clone(),
+            direct_url: node.direct_url.clone(),
+        };
+        self.db.status(&self.http, &target, &self.ids()).await
     }
 
     /// Every node's `/status`, concurrently, in id order.

@@ -89,6 +89,15 @@ pub struct RunArgs {
     /// Seconds to wait for the first leader.
     #[arg(long, default_value_t = 20.0)]
     pub leader_timeout: f64,
+    /// The system under test: faultline (faultline-node) or etcd.
+    #[arg(long, default_value = "faultline")]
+    pub db: String,
+    /// The etcd executable for `--db etcd` (default: `etcd` on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub etcd_bin: Option<PathBuf>,
+    /// With `--db etcd`: serializable (local, possibly stale) reads instead of linearizable ones.
+    #[arg(long)]
+    pub serializable_reads: bool,
 }
 
 /// A validated run configuration; written to `config.json`.
@@ -126,6 +135,12 @@ pub struct RunConfig {
     pub client_proxies: bool,
     /// Seconds to wait for the first leader.
     pub leader_timeout_s: f64,
+    /// The system under test (`faultline` or `etcd`).
+    pub db: String,
+    /// The etcd executable, for `--db etcd`.
+    pub etcd_bin: Option<PathBuf>,
+    /// etcd reads are serializable rather than linearizable.
+    pub serializable_reads: bool,
 }
 
 /// A bad argument, reported with exit code 4.
@@ -212,6 +227,31 @@ impl RunArgs {
                 self.leader_timeout
             )));
         }
+        if !crate::sut::KNOWN.contains(&self.db.as_str()) {
+            return Err(usage(format!(
+                "unknown --db `{}`; known: {}",
+                self.db,
+                crate::sut::KNOWN.join(", ")
+            )));
+        }
+        let etcd_bin = if self.db == "etcd" {
+            if !self.bugs.is_empty() || !self.node_args.is_empty() || self.node_bin.is_some() {
+                return Err(usage(
+                    "--bug, --node-arg and --node-bin are for --db faultline".to_string(),
+                ));
+            }
+            Some(
+                crate::sut::etcd::find_etcd(self.etcd_bin.as_deref())
+                    .map_err(|e| usage(format!("{e:#}")))?,
+            )
+        } else {
+            if self.serializable_reads || self.etcd_bin.is_some() {
+                return Err(usage(
+                    "--serializable-reads and --etcd-bin are for --db etcd".to_string(),
+                ));
+            }
+            None
+        };
         let node_program = match &self.node_bin {
             Some(p) => NodeProgram::external(p).map_err(|e| usage(format!("{e:#}")))?,
             None => NodeProgram::current_exe()?,
@@ -258,6 +298,9 @@ impl RunArgs {
                 seed,
                 store: self.store.clone(),
                 node_program,
+                db: self.db.clone(),
+                etcd_bin,
+                serializable_reads: self.serializable_reads,
                 node_args,
                 client_proxies: self.client_proxies,
                 leader_timeout_s: self.leader_timeout,
@@ -482,8 +525,19 @@ async fn run_async(cfg: RunConfig, workload: Arc<dyn Workload>) -> Result<RunOut
         seed: cfg.seed,
     };
     let result = async {
+        let db: Arc<dyn crate::sut::Db> = match &cfg.etcd_bin {
+            Some(exe) => Arc::new(crate::sut::etcd::EtcdDb::new(
+                exe.clone(),
+                cfg.serializable_reads,
+            )),
+            None => Arc::new(crate::sut::faultline::FaultlineDb {
+                program: cfg.node_program.clone(),
+                extra_args: cfg.node_args.clone(),
+            }),
+        };
         let cluster = Arc::new(
-            Cluster::start(
+            Cluster::start_db(
+                db,
                 &cluster_cfg,
                 &dir.join("nodes"),
                 proxies_cancel.clone(),
@@ -639,6 +693,8 @@ async fn drive(
         counts: counts.clone(),
         next_process: Arc::new(AtomicU64::new(cfg.concurrency as u64)),
         latencies: latencies.clone(),
+        // faultline-node keeps its own client path (dedup headers).
+        db: (cfg.db != "faultline").then(|| cluster.db()),
     };
     let mut traffic_s = 0.0;
     let mut final_reads_ok = 0;

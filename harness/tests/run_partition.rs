@@ -114,6 +114,7 @@ async fn isolated_leader_is_replaced_and_its_writes_never_succeed() {
         latencies: Arc::new(std::sync::Mutex::new(
             hdrhistogram::Histogram::new(3).expect("histogram"),
         )),
+        db: None,
     };
     for k in 0..6u64 {
         let mut s = client::session(k, 0);

@@ -12,6 +12,7 @@
 //! JSON gateway).
 
 pub mod bench;
+pub mod demux;
 pub mod etcd;
 pub mod faultline;
 
