@@ -426,3 +426,62 @@ pub(crate) fn describe_state(c: &Compiled, shape: Shape, machine: &Machine, stat
         .to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(i: usize, f: &str, value: J, outcome: Outcome, ret: Option<usize>) -> Op {
+        Op {
+            process: i as u64,
+            f: f.to_string(),
+            key: None,
+            invoke_value: value.clone(),
+            value,
+            outcome,
+            error: None,
+            call: i,
+            ret,
+            index: i as u64,
+            ret_index: ret.map(|r| r as u64),
+            time: i as u64,
+        }
+    }
+
+    fn kept(ops: &[Op], opts: &LinOptions) -> Vec<u64> {
+        let c = compile(ops, opts).unwrap();
+        c.parts[0].ops.iter().map(|o| ops[o.src].index).collect()
+    }
+
+    #[test]
+    fn unobserved_indeterminate_ops_are_dropped_to_a_fixpoint() {
+        // info write 1, info cas 1→2, info write 3 (read), ok read 3:
+        // nothing reads 2, so the cas goes; then nothing reads 1, so the write of 1 goes.
+        let ops = vec![
+            op(0, "write", json!(1), Outcome::Info, None),
+            op(1, "cas", json!([1, 2]), Outcome::Info, None),
+            op(2, "write", json!(3), Outcome::Info, None),
+            op(3, "read", json!(3), Outcome::Ok, Some(10)),
+            op(4, "write", json!(4), Outcome::Ok, Some(11)),
+        ];
+        let opts = LinOptions::new(ModelKind::CasRegister);
+        assert_eq!(kept(&ops, &opts), vec![2, 3, 4]);
+        // A failed CAS observed "not from": an unread write could explain it.
+        let mut etcd = opts.clone();
+        etcd.failed_cas_observes = true;
+        let mut with_failed = ops.clone();
+        with_failed.push(op(5, "cas", json!([4, 5]), Outcome::Fail, Some(12)));
+        assert_eq!(kept(&with_failed, &etcd), vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn unread_indeterminate_appends_are_dropped() {
+        let ops = vec![
+            op(0, "append", json!(1), Outcome::Info, None),
+            op(1, "append", json!(2), Outcome::Info, None),
+            op(2, "read", json!([2]), Outcome::Ok, Some(10)),
+        ];
+        assert_eq!(kept(&ops, &LinOptions::new(ModelKind::Append)), vec![1, 2]);
+    }
+}

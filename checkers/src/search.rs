@@ -8,9 +8,12 @@
 //!
 //! Optional ops (`info` or never completed) have no return: they can be
 //! linearized any time after their call, or never. The search succeeds as soon
-//! as every required op is linearized. Two prunings keep optional ops cheap:
+//! as every required op is linearized. Three prunings keep optional ops cheap:
 //! an optional op that would not change the state is never linearized (leaving
-//! it out is always at least as good), and a configuration is pruned when a
+//! it out is always at least as good), nor is an optional register write (or
+//! cas) whose value no remaining op reads (see `Search::unobserved`; ops whose
+//! value nothing reads at all are dropped before the search by
+//! `compile::drop_unobserved_optional`), and a configuration is pruned when a
 //! configuration with the same required set and state, and a subset of its
 //! optional ops, already failed (having fewer optional ops used dominates).
 //! The search is resumable: [`Search::run`] takes a step budget.
