@@ -607,6 +607,15 @@ async fn run_async(cfg: RunConfig, workload: Arc<dyn Workload>) -> Result<RunOut
         "wall_time_s": wall.as_secs_f64(),
     });
     write_json(&dir.join("results.json"), &results)?;
+    // The report reads what was just stored; a failure to draw it must not
+    // hide the verdict, so it becomes a line of the summary instead.
+    let report_lines = match crate::report::write_report(&dir) {
+        Ok(summary) => summary.summary_lines(),
+        Err(e) => vec![format!(
+            "  report    not written: {e:#} (retry with `faultline report {}`)",
+            dir.display()
+        )],
+    };
     print_summary(
         &cfg,
         &dir,
@@ -617,6 +626,7 @@ async fn run_async(cfg: RunConfig, workload: Arc<dyn Workload>) -> Result<RunOut
         harness_error.as_deref(),
         exit,
         wall,
+        &report_lines,
     );
     Ok(RunOutcome { dir, exit })
 }
@@ -996,6 +1006,7 @@ fn print_summary(
     harness_error: Option<&str>,
     exit: u8,
     wall: Duration,
+    report_lines: &[String],
 ) {
     println!();
     println!(
@@ -1046,6 +1057,9 @@ fn print_summary(
         dir.display(),
         wall.as_secs_f64()
     );
+    for line in report_lines {
+        println!("{line}");
+    }
     if let Some(e) = harness_error {
         println!("  error     {e}");
     }
