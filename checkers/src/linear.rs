@@ -378,11 +378,19 @@ fn build_witness(
         } => from == v,
         _ => false,
     };
-    let stale = dead.and_then(|v| {
-        (0..part.ops.len())
-            .filter(|&i| !in_prefix[i] && part.ops[i].ret.is_some() && needs(i, v))
-            .min_by_key(|&i| part.ops[i].ret)
-    });
+    // The zone check names its read; otherwise the earliest-returning
+    // unlinearized read of the dead value.
+    let stale = search
+        .blame_op
+        .map(|i| i as usize)
+        .filter(|&i| !in_prefix[i])
+        .or_else(|| {
+            dead.and_then(|v| {
+                (0..part.ops.len())
+                    .filter(|&i| !in_prefix[i] && part.ops[i].ret.is_some() && needs(i, v))
+                    .min_by_key(|&i| part.ops[i].ret)
+            })
+        });
     let blocker = stale.or_else(|| {
         (0..part.ops.len())
             .filter(|&i| !in_prefix[i] && part.ops[i].ret.is_some())

@@ -25,6 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const NIL: u32 = u32::MAX;
 const HEAD: u32 = 0;
+/// Search steps before a part the zone check found impossible is declared
+/// Invalid (see [`Search::zones_conflict`]).
+const ZONE_GRACE: u64 = 50_000;
 
 /// One op of a partition, ready for the search.
 #[derive(Debug, Clone)]
@@ -160,6 +163,12 @@ pub(crate) struct Search {
     /// A local value some required op reads but that nothing can produce any more,
     /// seen at the deepest configuration that died of it.
     pub dead_value: Option<u32>,
+    /// The read to blame when the zone check decided the part at the root.
+    pub blame_op: Option<u32>,
+    /// What the zone check found at the root: the search still runs for
+    /// [`ZONE_GRACE`] steps so small cases get a full witness (prefix and
+    /// state), then the part is Invalid without exhausting every order.
+    zone_blame: Option<(u32, u32)>,
     /// The value id of each local index.
     pub local_values: Vec<u32>,
     /// Bytes of model states charged to the shared budget.
@@ -310,6 +319,8 @@ impl Search {
             }),
             local,
             dead_value: None,
+            blame_op: None,
+            zone_blame: None,
             local_values,
             charged: 0,
             seq: ops
@@ -399,6 +410,94 @@ impl Search {
             .then_some(l)
     }
 
+    /// Gibbons & Korach's zones, a necessary condition for plain registers
+    /// (reads and writes only) where every value is written at most once.
+    /// Each value's cluster (its write and its reads) has `f`, the earliest
+    /// return, and `s`, the latest call. The write takes effect before `f`
+    /// (before every read of it) and the last read after `s`, and with unique
+    /// values the register never returns to a value, so when `f < s` (a
+    /// forward zone) it holds the value throughout `[f, s]`; when `s < f` (a
+    /// backward zone) it holds it at some instant of `[s, f]`. So two
+    /// overlapping forward zones, or a backward zone inside another value's
+    /// forward zone, make the part impossible. The initial value's cluster
+    /// has its write before everything. Optional writes kept here are read,
+    /// so they happened (no return: `f` comes from the reads); unread ones
+    /// were dropped. Returns the local value whose forward zone is violated
+    /// and its read to blame (the latest-invoked one, which saw the value
+    /// after another value certainly held the register).
+    fn zones_conflict(&self) -> Option<(u32, u32)> {
+        let nv = self.local_values.len();
+        // Positions shifted by one so the initial value's write sits at 0.
+        let (mut f, mut s) = (vec![usize::MAX; nv], vec![0usize; nv]);
+        let mut writes = vec![0u32; nv];
+        let mut last_read = vec![NIL; nv];
+        for (i, o) in self.ops.iter().enumerate() {
+            let (v, is_write) = match o.op {
+                MOp::Write(v) => (v, true),
+                MOp::Read(Some(v)) => (v, false),
+                MOp::Read(None) => continue,
+                _ => return None,
+            };
+            let l = *self.local.get(&v)? as usize;
+            if is_write {
+                writes[l] += 1;
+            } else if last_read[l] == NIL || self.ops[last_read[l] as usize].call < o.call {
+                last_read[l] = i as u32;
+            }
+            f[l] = f[l].min(o.ret.map_or(usize::MAX, |r| r.saturating_add(1)));
+            s[l] = s[l].max(o.call + 1);
+        }
+        if let Some(&l) = self.local.get(&self.state) {
+            let l = l as usize;
+            writes[l] += 1;
+            f[l] = 0;
+        }
+        let mut forward: Vec<(usize, usize, usize)> = Vec::new();
+        let mut backward: Vec<(usize, usize)> = Vec::new();
+        for l in 0..nv {
+            if writes[l] > 1 {
+                return None;
+            }
+            if writes[l] == 0 || last_read[l] == NIL {
+                // Unwritten reads are the dead-value check's; a lone write
+                // is a backward zone.
+                if writes[l] == 1 && last_read[l] == NIL && f[l] != 0 {
+                    backward.push((s[l], f[l]));
+                }
+                continue;
+            }
+            if f[l] < s[l] {
+                forward.push((f[l], s[l], l));
+            } else {
+                backward.push((s[l], f[l]));
+            }
+        }
+        forward.sort_unstable();
+        // Prefix maxima of `s` over forward zones sorted by `f`.
+        let mut best: Vec<(usize, usize)> = Vec::with_capacity(forward.len());
+        for &(zf, zs, l) in &forward {
+            if let Some(&(ms, ml)) = best.last() {
+                if zf <= ms {
+                    // Overlap: blame the zone that ends later.
+                    let blame = if zs > ms { l } else { ml };
+                    return Some((blame as u32, last_read[blame]));
+                }
+                best.push(if zs > ms { (zs, l) } else { (ms, ml) });
+            } else {
+                best.push((zs, l));
+            }
+        }
+        for (bs, bf) in backward {
+            // The last forward zone starting at or before `bs`.
+            let k = forward.partition_point(|z| z.0 <= bs);
+            if k > 0 && best[k - 1].0 >= bf {
+                let l = best[k - 1].1;
+                return Some((l as u32, last_read[l]));
+            }
+        }
+        None
+    }
+
     /// Whether optional op `i` produces a register value that no remaining op
     /// observes. Then it is never linearized from here: by the argument of
     /// `compile::drop_unobserved_optional` applied to the remaining ops, any
@@ -454,6 +553,7 @@ impl Search {
                     return Progress::Invalid;
                 }
             }
+            self.zone_blame = self.zones_conflict();
         }
         let per_entry = self.memo.bytes_per_entry();
         let mut left = budget;
@@ -461,8 +561,17 @@ impl Search {
             left -= 1;
             self.steps += 1;
             if self.remaining == 0 {
+                debug_assert!(self.zone_blame.is_none(), "zone check contradicts search");
                 self.done = Some(Progress::Valid);
                 return Progress::Valid;
+            }
+            if let Some((l, op)) = self.zone_blame
+                && self.steps > ZONE_GRACE
+            {
+                self.dead_value = Some(l);
+                self.blame_op = Some(op);
+                self.done = Some(Progress::Invalid);
+                return Progress::Invalid;
             }
             let e = self.cursor;
             if e != NIL && e % 2 == 1 {
