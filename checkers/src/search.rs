@@ -410,9 +410,12 @@ impl Search {
             .then_some(l)
     }
 
-    /// Gibbons & Korach's zones, a necessary condition for plain registers
-    /// (reads and writes only) where every value is written at most once.
-    /// Each value's cluster (its write and its reads) has `f`, the earliest
+    /// Gibbons & Korach's zones, a necessary condition for registers (reads,
+    /// writes, successful cas; no failed-cas observations) where every value
+    /// is produced at most once. A cas from `a` to `b` produces `b` and
+    /// observes `a` (an optional one only when it certainly happened: a
+    /// required op observes `b`). Each value's cluster (its producer and its
+    /// observers, "reads" below) has `f`, the earliest
     /// return, and `s`, the latest call. The write takes effect before `f`
     /// (before every read of it) and the last read after `s`, and with unique
     /// values the register never returns to a value, so when `f < s` (a
@@ -431,21 +434,41 @@ impl Search {
         let (mut f, mut s) = (vec![usize::MAX; nv], vec![0usize; nv]);
         let mut writes = vec![0u32; nv];
         let mut last_read = vec![NIL; nv];
+        // Values some required op observes: an optional cas to one of them
+        // certainly happened (its value has one producer), so it observed its `from`.
+        let mut required_seen = vec![false; nv];
         for (i, o) in self.ops.iter().enumerate() {
-            let (v, is_write) = match o.op {
-                MOp::Write(v) => (v, true),
-                MOp::Read(Some(v)) => (v, false),
-                MOp::Read(None) => continue,
-                _ => return None,
-            };
-            let l = *self.local.get(&v)? as usize;
-            if is_write {
+            if o.ret.is_some() && self.op_obs[i] != NIL {
+                required_seen[self.op_obs[i] as usize] = true;
+            }
+        }
+        let mut note = |l: usize, i: usize, o: &SOp, producer: bool| {
+            if producer {
                 writes[l] += 1;
             } else if last_read[l] == NIL || self.ops[last_read[l] as usize].call < o.call {
                 last_read[l] = i as u32;
             }
             f[l] = f[l].min(o.ret.map_or(usize::MAX, |r| r.saturating_add(1)));
             s[l] = s[l].max(o.call + 1);
+        };
+        for (i, o) in self.ops.iter().enumerate() {
+            match o.op {
+                MOp::Write(v) => note(*self.local.get(&v)? as usize, i, o, true),
+                MOp::Read(Some(v)) => note(*self.local.get(&v)? as usize, i, o, false),
+                MOp::Read(None) => {}
+                MOp::Cas {
+                    from,
+                    to,
+                    obs: CasObs::Succeeded,
+                } => {
+                    let lt = *self.local.get(&to)? as usize;
+                    note(lt, i, o, true);
+                    if o.ret.is_some() || required_seen[lt] {
+                        note(*self.local.get(&from)? as usize, i, o, false);
+                    }
+                }
+                _ => return None,
+            }
         }
         if let Some(&l) = self.local.get(&self.state) {
             let l = l as usize;

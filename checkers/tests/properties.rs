@@ -282,15 +282,19 @@ fn drop_appended_element(events: &mut [faultline_history::Event]) -> Option<usiz
     None
 }
 
-/// With 32 processes a stale read in a plain register history cannot be
-/// proved by exhausting orders in time; the zone check decides it, and the
-/// witness still names the stale read.
+/// With 32 processes a stale read in a register history cannot be proved by
+/// exhausting orders in time; the zone check decides it, and the witness
+/// still names the stale read.
 #[test]
 fn stale_reads_among_32_processes_are_invalid() {
     use common::histgen::inject_stale_read;
-    for seed in 0..2u64 {
+    let models = [
+        (GenModel::Register, ModelKind::Register),
+        (GenModel::CasRegister, ModelKind::CasRegister),
+    ];
+    for ((gm, model), seed) in models.into_iter().flat_map(|m| [(m, 0u64), (m, 1)]) {
         let p = GenParams {
-            model: GenModel::Register,
+            model: gm,
             ops: 5_000,
             keys: 1,
             procs: 32,
@@ -298,29 +302,32 @@ fn stale_reads_among_32_processes_are_invalid() {
             latency: 20,
             seed,
         };
-        let mut o = opts(ModelKind::Register);
+        let mut o = opts(model);
         o.time_limit = Some(std::time::Duration::from_secs(120));
         let mut events = generate(&p);
         let ops = pair("gen", &events).unwrap();
         let r = check_linearizable(&ops, &o).unwrap();
-        assert_eq!(r.verdict, Verdict::Valid, "seed {seed}");
+        assert_eq!(r.verdict, Verdict::Valid, "{model:?} seed {seed}");
         let victim = inject_stale_read(&mut events, 0.5).expect("a read to make stale");
         let ops = pair("gen", &events).unwrap();
         let read_index = ops.iter().find(|o| o.ret == Some(victim)).unwrap().index;
         let r = check_linearizable(&ops, &o).unwrap();
         let Verdict::Invalid { witness, .. } = &r.verdict else {
-            panic!("seed {seed}: expected invalid, got {:?}", r.verdict);
+            panic!(
+                "{model:?} seed {seed}: expected invalid, got {:?}",
+                r.verdict
+            );
         };
         assert_eq!(
             witness.op.as_ref().map(|w| w.index),
             Some(read_index),
-            "seed {seed}: {}",
+            "{model:?} seed {seed}: {}",
             witness.explanation
         );
         if witness.minimal_complete {
             assert!(
                 witness.minimal.iter().any(|m| m.index == read_index),
-                "seed {seed}: minimal set {:?} lacks read {read_index}",
+                "{model:?} seed {seed}: minimal set {:?} lacks read {read_index}",
                 witness.minimal
             );
         }
