@@ -119,21 +119,13 @@ impl Cluster {
         std::fs::create_dir_all(nodes_dir)
             .with_context(|| format!("cannot create {}", nodes_dir.display()))?;
         let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
-        // Reserve loopback ports by binding port 0, holding every one until
-        // all are chosen so no two collide; the nodes bind them a moment
-        // later (a clash shows up as a node that fails to start).
-        let mut holders = Vec::new();
-        let mut client_addrs = Vec::new();
-        let mut peer_addrs = Vec::new();
-        for _ in 0..n {
-            for out in [&mut client_addrs, &mut peer_addrs] {
-                let l = std::net::TcpListener::bind("127.0.0.1:0")
-                    .context("cannot bind a loopback port")?;
-                out.push(l.local_addr()?);
-                holders.push(l);
-            }
-        }
-        drop(holders);
+        // The nodes bind these a moment later; a clash would show up as a
+        // node that fails to start (see `ports` for why they cannot clash
+        // with the kernel's own choices).
+        let mut addrs = faultline_node::ports::reserve_loopback_ports(2 * n)
+            .context("cannot reserve loopback ports for the nodes")?;
+        let peer_addrs = addrs.split_off(n);
+        let client_addrs = addrs;
 
         let mut links: Vec<Vec<Option<Proxy>>> = Vec::with_capacity(n);
         for i in 0..n {

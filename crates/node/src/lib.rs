@@ -12,6 +12,7 @@ pub mod api;
 pub mod config;
 pub mod driver;
 pub mod kv;
+pub mod ports;
 pub mod storage;
 pub mod transport;
 

@@ -3,8 +3,8 @@
 //! catch-up from the log and from a snapshot, durability across kill -9 of the
 //! whole cluster, de-duplication, malformed requests and log recovery.
 //!
-//! Ports are reserved by binding `127.0.0.1:0` and releasing (the nodes must
-//! know each other's ports before they start, because of `--peer`). Every
+//! Ports come from `faultline_node::ports` (the nodes must know each other's
+//! ports before they start, because of `--peer`). Every
 //! process is killed by a Drop guard, even when a test fails. Cluster tests
 //! take a global lock so that timing assertions (failover within 2 s) are not
 //! measured on a machine running several clusters at once.
@@ -21,11 +21,10 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const NAMES: [&str; 3] = ["n1", "n2", "n3"];
 
 fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    ls.iter()
-        .map(|l| l.local_addr().expect("addr").port())
+    faultline_node::ports::reserve_loopback_ports(n)
+        .expect("reserve loopback ports")
+        .iter()
+        .map(|a| a.port())
         .collect()
 }
 

@@ -62,17 +62,9 @@ pub struct Launched {
     pub ids: Vec<String>,
 }
 
-/// Reserves `n` loopback ports (held together so none repeats).
+/// Reserves `n` distinct loopback ports for the nodes.
 fn ports(n: usize) -> Result<Vec<std::net::SocketAddr>> {
-    let mut held = Vec::with_capacity(n);
-    for _ in 0..n {
-        held.push(
-            std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?,
-        );
-    }
-    held.iter()
-        .map(|l| l.local_addr().context("no local address"))
-        .collect()
+    faultline_node::ports::reserve_loopback_ports(n).context("cannot reserve loopback ports")
 }
 
 /// Starts `nodes` nodes of `db` with data and logs under `dir`.

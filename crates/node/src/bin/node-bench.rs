@@ -52,14 +52,8 @@ impl Drop for Cluster {
 }
 
 fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    // Hold all listeners at once so the ports are distinct, then release them.
-    let ls = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(ls
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()?)
+    let addrs = faultline_node::ports::reserve_loopback_ports(n)?;
+    Ok(addrs.iter().map(|a| a.port()).collect())
 }
 
 fn start(args: &Args) -> anyhow::Result<(Cluster, Vec<String>)> {
