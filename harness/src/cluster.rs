@@ -97,6 +97,7 @@ impl Cluster {
         let db = std::sync::Arc::new(crate::sut::faultline::FaultlineDb {
             program: cfg.program.clone(),
             extra_args: cfg.node_args.clone(),
+            per_node_args: Default::default(),
         });
         Cluster::start_db(db, cfg, nodes_dir, cancel, tracker).await
     }

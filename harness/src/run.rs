@@ -6,6 +6,7 @@
 //! by Ctrl-C whose partial history shows no violation), 3 harness or cluster
 //! error, 4 bad arguments.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -77,8 +78,10 @@ pub struct RunArgs {
     /// The node executable (default: this program's hidden `node` mode).
     #[arg(long, value_name = "PATH")]
     pub node_bin: Option<PathBuf>,
-    /// Switch on a deliberate node/Raft bug by name (repeat); see `faultline node --list-bugs`.
-    #[arg(long = "bug", value_name = "NAME")]
+    /// Switch on deliberate node/Raft mistakes (test-only): `NAME[,NAME]` on every
+    /// node, or `nK:NAME` on node nK only (repeatable; `--bug` is an alias);
+    /// names: `faultline node --list-bugs`.
+    #[arg(long = "node-bug", alias = "bug", value_name = "[nK:]NAME[,...]")]
     pub bugs: Vec<String>,
     /// Pass an extra flag to every node (repeat), e.g. `--node-arg=--heartbeat-ms=20`.
     #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -129,8 +132,12 @@ pub struct RunConfig {
     pub store: PathBuf,
     /// How nodes are run.
     pub node_program: NodeProgram,
-    /// Extra node flags (bugs included).
+    /// Extra node flags (bugs on every node included).
     pub node_args: Vec<String>,
+    /// Mistakes switched on in every node (`--node-bug NAME`).
+    pub node_bugs: Vec<String>,
+    /// Mistakes switched on in one node only (`--node-bug nK:NAME`), by node id.
+    pub node_bugs_per_node: BTreeMap<String, Vec<String>>,
     /// Client proxies on.
     pub client_proxies: bool,
     /// Seconds to wait for the first leader.
@@ -180,6 +187,45 @@ pub fn parse_concurrency(s: &str, nodes: usize) -> Result<usize, String> {
         ));
     }
     Ok(n)
+}
+
+/// Mistakes of single nodes, by node id.
+pub type PerNodeBugs = BTreeMap<String, Vec<String>>;
+
+/// Splits `--node-bug` values (`NAME`, `nK:NAME`, comma lists) into the
+/// mistakes of every node and those of single nodes; node ids must exist.
+pub fn parse_node_bugs(values: &[String], nodes: usize) -> Result<(Vec<String>, PerNodeBugs)> {
+    let mut all = Vec::new();
+    let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in values.iter().flat_map(|v| v.split(',')) {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(usage("--node-bug: empty name in the list".to_string()));
+        }
+        match item.split_once(':') {
+            Some((id, name)) => {
+                let ok = id
+                    .strip_prefix('n')
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .is_some_and(|k| (1..=nodes).contains(&k));
+                if !ok || name.is_empty() {
+                    return Err(usage(format!(
+                        "--node-bug {item}: expected nK:NAME with K from 1 to {nodes}"
+                    )));
+                }
+                let list = per_node.entry(id.to_string()).or_default();
+                if !list.iter().any(|b| b == name) {
+                    list.push(name.to_string());
+                }
+            }
+            None => {
+                if !all.iter().any(|b| b == item) {
+                    all.push(item.to_string());
+                }
+            }
+        }
+    }
+    Ok((all, per_node))
 }
 
 impl RunArgs {
@@ -237,7 +283,7 @@ impl RunArgs {
         let etcd_bin = if self.db == "etcd" {
             if !self.bugs.is_empty() || !self.node_args.is_empty() || self.node_bin.is_some() {
                 return Err(usage(
-                    "--bug, --node-arg and --node-bin are for --db faultline".to_string(),
+                    "--node-bug, --node-arg and --node-bin are for --db faultline".to_string(),
                 ));
             }
             Some(
@@ -256,6 +302,7 @@ impl RunArgs {
             Some(p) => NodeProgram::external(p).map_err(|e| usage(format!("{e:#}")))?,
             None => NodeProgram::current_exe()?,
         };
+        let (node_bugs, node_bugs_per_node) = parse_node_bugs(&self.bugs, self.nodes)?;
         if self.node_bin.is_none() {
             // The built-in node's bugs are known here: refuse a typo now,
             // not as a node that dies at start.
@@ -263,7 +310,11 @@ impl RunArgs {
                 .into_iter()
                 .map(|(name, _)| name)
                 .collect();
-            if let Some(b) = self.bugs.iter().find(|b| !known.contains(&b.as_str())) {
+            if let Some(b) = node_bugs
+                .iter()
+                .chain(node_bugs_per_node.values().flatten())
+                .find(|b| !known.contains(&b.as_str()))
+            {
                 return Err(usage(format!(
                     "unknown bug `{b}`; known: {}",
                     known.join(", ")
@@ -271,7 +322,7 @@ impl RunArgs {
             }
         }
         let mut node_args = Vec::new();
-        for b in &self.bugs {
+        for b in &node_bugs {
             node_args.push("--bug".to_string());
             node_args.push(b.clone());
         }
@@ -302,6 +353,8 @@ impl RunArgs {
                 etcd_bin,
                 serializable_reads: self.serializable_reads,
                 node_args,
+                node_bugs,
+                node_bugs_per_node,
                 client_proxies: self.client_proxies,
                 leader_timeout_s: self.leader_timeout,
             },
@@ -533,6 +586,14 @@ async fn run_async(cfg: RunConfig, workload: Arc<dyn Workload>) -> Result<RunOut
             None => Arc::new(crate::sut::faultline::FaultlineDb {
                 program: cfg.node_program.clone(),
                 extra_args: cfg.node_args.clone(),
+                per_node_args: cfg
+                    .node_bugs_per_node
+                    .iter()
+                    .map(|(id, bugs)| {
+                        let flags = bugs.iter().flat_map(|b| ["--bug".to_string(), b.clone()]);
+                        (id.clone(), flags.collect())
+                    })
+                    .collect(),
             }),
         };
         let cluster = Arc::new(
@@ -1157,6 +1218,27 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_bugs_split_into_every_node_and_single_nodes() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (all, one) = parse_node_bugs(
+            &v(&[
+                "skip-dedup,n2:forget-vote",
+                "skip-dedup",
+                "n2:ack-before-fsync",
+            ]),
+            3,
+        )
+        .expect("valid");
+        assert_eq!(all, v(&["skip-dedup"]));
+        assert_eq!(one.len(), 1);
+        assert_eq!(one["n2"], v(&["forget-vote", "ack-before-fsync"]));
+        for bad in ["n4:skip-dedup", "x:skip-dedup", "n2:", "a,,b"] {
+            let err = parse_node_bugs(&v(&[bad]), 3).expect_err(bad);
+            assert!(err.downcast_ref::<UsageError>().is_some(), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn list_names_every_workload_and_nemesis() {

@@ -29,6 +29,15 @@ fn bad_arguments_exit_4_with_a_clear_message() {
         (&["--concurrency", "3x"], &["--concurrency"]),
         (&["--time-limit", "0"], &["--time-limit"]),
         (&["--bug", "nonsense"], &["nonsense", "stale-local-read"]),
+        (
+            &["--node-bug", "skip-dedup,nonsense"],
+            &["nonsense", "ack-before-fsync"],
+        ),
+        (&["--node-bug", "n2:nonsense"], &["nonsense", "skip-dedup"]),
+        (
+            &["--node-bug", "n9:skip-dedup", "-n", "3"],
+            &["n9:skip-dedup", "1 to 3"],
+        ),
         (&["--node-bin", "/nonexistent/node"], &["--node-bin"]),
         (&["--no-such-flag"], &["--no-such-flag"]),
     ];

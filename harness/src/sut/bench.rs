@@ -299,6 +299,7 @@ pub fn make_db(
                 None => NodeProgram::current_exe()?,
             },
             extra_args: Vec::new(),
+            per_node_args: Default::default(),
         })),
         "etcd" => Ok(Arc::new(EtcdDb::new(find_etcd(etcd_bin)?, false))),
         other => Err(crate::run::UsageError(format!(

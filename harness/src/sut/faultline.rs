@@ -19,6 +19,8 @@ pub struct FaultlineDb {
     pub program: NodeProgram,
     /// Extra flags for every node.
     pub extra_args: Vec<String>,
+    /// Extra flags for single nodes, by node id (e.g. `--node-bug n2:NAME`).
+    pub per_node_args: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Db for FaultlineDb {
@@ -54,6 +56,9 @@ impl Db for FaultlineDb {
             }
         }
         args.extend(self.extra_args.iter().cloned());
+        if let Some(own) = self.per_node_args.get(&plan.ids[me]) {
+            args.extend(own.iter().cloned());
+        }
         args
     }
 
@@ -217,6 +222,7 @@ mod tests {
                 prefix_args: vec![],
             },
             extra_args: vec!["--bug".into(), "x".into()],
+            per_node_args: [("n2".to_string(), vec!["--bug".into(), "y".into()])].into(),
         };
         let args = db.node_args(&plan, 0).join(" ");
         assert_eq!(
@@ -224,5 +230,7 @@ mod tests {
             "--id n1 --data-dir /d/n1 --client-addr 127.0.0.1:1 --peer-addr 127.0.0.1:11 \
              --peer n2=127.0.0.1:21 --peer-client n2=http://127.0.0.1:2 --bug x"
         );
+        let args = db.node_args(&plan, 1).join(" ");
+        assert!(args.ends_with("--bug x --bug y"), "{args}");
     }
 }
