@@ -7,6 +7,7 @@ pub mod client;
 pub mod cluster;
 pub mod convert;
 pub mod nemesis;
+pub mod nightly;
 pub mod proxy;
 pub mod recorder;
 pub mod report;

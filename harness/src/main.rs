@@ -45,6 +45,9 @@ Exit codes: 0 valid, 1 invalid, 2 unknown (or interrupted), 3 harness or cluster
     /// Measure the fault proxy's added latency (pass mode) and exit.
     #[command(hide = true)]
     BenchProxy(faultline::bench::BenchArgs),
+    /// Write junit.xml and summary.md from ci/nightly.sh's run table.
+    #[command(hide = true)]
+    NightlyReport(faultline::nightly::NightlyReportArgs),
     /// Work with history files.
     #[command(subcommand)]
     History(HistoryCommand),
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => faultline::run::analyze(&args),
         Command::Bench(args) => faultline::sut::bench::run(&args).map(|()| 0),
         Command::BenchProxy(args) => faultline::bench::run(&args).map(|()| 0),
+        Command::NightlyReport(args) => faultline::nightly::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,311 @@
+//! `faultline nightly-report` (hidden): turns the run table written by
+//! `ci/nightly.sh` into `junit.xml` (one test case per run) and `summary.md`
+//! (per mistake: detection rate, median time to detection; correct-node false
+//! positives; wall time), so the script stays thin.
+//!
+//! Time to detection of an invalid run: from the start of client traffic to
+//! the invocation of the earliest op of the checker's witness (its op and its
+//! shrunk op set, looked up in `history.jsonl`); when the witness names no op
+//! (set and counter checkers), the run's traffic time (`time_limit_s`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use serde_json::Value;
+
+/// Arguments of `faultline nightly-report`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NightlyReportArgs {
+    /// The run table: a header line, then `suite name expected exit wall_s run_dir`, tab-separated.
+    #[arg(long)]
+    pub results: PathBuf,
+    /// Where junit.xml and summary.md go.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Wall time of the whole matrix, in seconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub wall_s: f64,
+    /// A note for summary.md (e.g. that the budget stopped the matrix).
+    #[arg(long, default_value = "")]
+    pub note: String,
+}
+
+/// One run of the matrix.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    /// `correct` or the mistake's name.
+    pub suite: String,
+    /// The test case name (workload, nemesis, seed).
+    pub name: String,
+    /// `valid` or `invalid`.
+    pub expected: String,
+    /// `faultline run`'s exit code.
+    pub exit: i32,
+    /// Seconds the run took.
+    pub wall_s: f64,
+    /// The run folder.
+    pub run_dir: PathBuf,
+}
+
+impl RunRow {
+    /// The verdict named by the exit code.
+    pub fn verdict(&self) -> &'static str {
+        match self.exit {
+            0 => "valid",
+            1 => "invalid",
+            2 => "unknown",
+            3 => "harness-error",
+            4 => "bad-arguments",
+            _ => "crashed",
+        }
+    }
+
+    /// Whether the verdict is the expected one.
+    pub fn as_expected(&self) -> bool {
+        self.verdict() == self.expected
+    }
+}
+
+/// Parses the run table.
+pub fn parse_table(text: &str) -> Result<Vec<RunRow>> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 6 {
+            bail!(
+                "line {}: expected 6 tab-separated fields, got {}",
+                i + 1,
+                f.len()
+            );
+        }
+        if f[2] != "valid" && f[2] != "invalid" {
+            bail!(
+                "line {}: expected must be valid or invalid, got {:?}",
+                i + 1,
+                f[2]
+            );
+        }
+        rows.push(RunRow {
+            suite: f[0].to_string(),
+            name: f[1].to_string(),
+            expected: f[2].to_string(),
+            exit: f[3]
+                .parse()
+                .with_context(|| format!("line {}: exit code {:?}", i + 1, f[3]))?,
+            wall_s: f[4]
+                .parse()
+                .with_context(|| format!("line {}: wall seconds {:?}", i + 1, f[4]))?,
+            run_dir: PathBuf::from(f[5]),
+        });
+    }
+    Ok(rows)
+}
+
+/// Seconds from traffic start to the earliest witness op of an invalid run
+/// (see the module docs); `None` if the run folder cannot be read.
+pub fn detection_s(run_dir: &Path) -> Option<f64> {
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("results.json")).ok()?).ok()?;
+    let result = &results["checker"]["result"];
+    let mut idx: Vec<u64> = Vec::new();
+    for w in [&result["witness"], &result["Invalid"]["witness"]] {
+        idx.extend(w["op"]["index"].as_u64());
+        for o in w["minimal"].as_array().into_iter().flatten() {
+            idx.extend(o["index"].as_u64());
+        }
+    }
+    let fallback = || {
+        let cfg: Value = std::fs::read_to_string(run_dir.join("config.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())?;
+        cfg["settings"]["time_limit_s"].as_f64()
+    };
+    if idx.is_empty() {
+        return fallback();
+    }
+    let history = std::fs::read_to_string(run_dir.join("history.jsonl")).ok()?;
+    history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["index"].as_u64().is_some_and(|i| idx.contains(&i)))
+        .filter_map(|e| e["time"].as_u64())
+        .min()
+        .map(|ns| ns as f64 / 1e9)
+        .or_else(fallback)
+}
+
+/// The JUnit report: one suite per mistake (and `correct`), one case per run.
+pub fn junit(rows: &[RunRow]) -> Report {
+    let mut report = Report::new("faultline-nightly");
+    let mut suites: Vec<TestSuite> = Vec::new();
+    for r in rows {
+        let status = if r.as_expected() {
+            TestCaseStatus::success()
+        } else {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(format!(
+                "expected {}, got {} (exit {}); run folder {}",
+                r.expected,
+                r.verdict(),
+                r.exit,
+                r.run_dir.display()
+            ));
+            s.set_type(r.verdict());
+            s
+        };
+        let mut case = TestCase::new(r.name.clone(), status);
+        case.set_classname(format!("nightly.{}", r.suite));
+        case.set_time(Duration::from_secs_f64(r.wall_s.max(0.0)));
+        match suites.iter_mut().find(|s| s.name.as_str() == r.suite) {
+            Some(s) => {
+                s.add_test_case(case);
+            }
+            None => {
+                let mut s = TestSuite::new(r.suite.clone());
+                s.add_test_case(case);
+                suites.push(s);
+            }
+        }
+    }
+    report.add_test_suites(suites);
+    report
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// `summary.md`.
+pub fn summary(rows: &[RunRow], wall_s: f64, note: &str) -> String {
+    let mut s = String::from("# faultline nightly\n\n");
+    let correct: Vec<&RunRow> = rows.iter().filter(|r| r.suite == "correct").collect();
+    let fp = correct.iter().filter(|r| r.exit == 1).count();
+    let other = correct
+        .iter()
+        .filter(|r| r.exit != 0 && r.exit != 1)
+        .count();
+    let _ = writeln!(
+        s,
+        "Correct node: {} runs, {fp} false positives (invalid), {other} other non-valid verdicts.\n",
+        correct.len()
+    );
+    s.push_str("| mistake | runs | detected | rate | median time to detection (s) |\n");
+    s.push_str("|---|---:|---:|---:|---:|\n");
+    let mut names: Vec<&str> = Vec::new();
+    for r in rows.iter().filter(|r| r.suite != "correct") {
+        if !names.contains(&r.suite.as_str()) {
+            names.push(&r.suite);
+        }
+    }
+    for name in names {
+        let runs: Vec<&RunRow> = rows.iter().filter(|r| r.suite == name).collect();
+        let hits: Vec<&&RunRow> = runs.iter().filter(|r| r.exit == 1).collect();
+        let med = median(
+            hits.iter()
+                .filter_map(|r| detection_s(&r.run_dir))
+                .collect(),
+        );
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {:.0}% | {} |",
+            runs.len(),
+            hits.len(),
+            100.0 * hits.len() as f64 / runs.len().max(1) as f64,
+            med.map(|m| format!("{m:.1}")).unwrap_or_else(|| "–".into())
+        );
+    }
+    let unexpected: Vec<&RunRow> = rows.iter().filter(|r| !r.as_expected()).collect();
+    let _ = writeln!(
+        s,
+        "\nWall time: {wall_s:.0} s for {} runs; {} unexpected verdicts.",
+        rows.len(),
+        unexpected.len()
+    );
+    for r in &unexpected {
+        let _ = writeln!(
+            s,
+            "- {} {}: expected {}, got {} — {}",
+            r.suite,
+            r.name,
+            r.expected,
+            r.verdict(),
+            r.run_dir.display()
+        );
+    }
+    s.push_str(
+        "\nTime to detection: from the start of client traffic to the invocation of the \
+         earliest op in the checker's witness (or the run's traffic time when the witness \
+         names no op).\n",
+    );
+    if !note.is_empty() {
+        let _ = writeln!(s, "\n{note}");
+    }
+    s
+}
+
+/// Writes junit.xml and summary.md; returns 1 if any verdict was unexpected.
+pub fn run(args: &NightlyReportArgs) -> Result<u8> {
+    let text = std::fs::read_to_string(&args.results)
+        .with_context(|| format!("cannot read {}", args.results.display()))?;
+    let rows = parse_table(&text).with_context(|| format!("{}", args.results.display()))?;
+    let xml = junit(&rows).to_string().context("serializing junit.xml")?;
+    std::fs::write(args.out.join("junit.xml"), xml).context("writing junit.xml")?;
+    std::fs::write(
+        args.out.join("summary.md"),
+        summary(&rows, args.wall_s, &args.note),
+    )
+    .context("writing summary.md")?;
+    Ok(u8::from(rows.iter().any(|r| !r.as_expected())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "suite\tname\texpected\texit\twall_s\trun_dir\n\
+        correct\tregister-partition-s1\tvalid\t0\t12.5\t/nope/a\n\
+        skip-dedup\tcounter-kill-s1\tinvalid\t0\t11.0\t/nope/b\n\
+        stale-local-read\tregister-partition-s1\tinvalid\t1\t9.0\t/nope/c\n";
+
+    #[test]
+    fn junit_has_one_case_per_run_and_names_the_failure() {
+        let rows = parse_table(TABLE).expect("table");
+        let xml = junit(&rows).to_string().expect("xml");
+        assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
+        assert_eq!(xml.matches("<failure ").count(), 1, "{xml}");
+        assert!(xml.contains("expected invalid, got valid (exit 0); run folder /nope/b"));
+    }
+
+    #[test]
+    fn summary_counts_rates_and_unexpected_runs() {
+        let rows = parse_table(TABLE).expect("table");
+        let md = summary(&rows, 33.0, "");
+        assert!(md.contains("1 runs, 0 false positives"), "{md}");
+        assert!(md.contains("| skip-dedup | 1 | 0 | 0% |"), "{md}");
+        assert!(md.contains("| stale-local-read | 1 | 1 | 100% |"), "{md}");
+        assert!(md.contains("1 unexpected verdicts"), "{md}");
+    }
+
+    #[test]
+    fn bad_tables_are_refused_with_the_line() {
+        let err = parse_table("h\nx\ty\n").expect_err("short line");
+        assert!(err.to_string().contains("line 2"), "{err}");
+        let err = parse_table("h\na\tb\tmaybe\t0\t1\t/d\n").expect_err("bad expected");
+        assert!(err.to_string().contains("maybe"), "{err}");
+    }
+}
