@@ -49,8 +49,11 @@ printf 'suite\tname\texpected\texit\twall_s\trun_dir\n' > "$table"
 common=(-n 3 --time-limit 10 --quiet-period 1)
 fast=(--node-arg=--election-timeout-ms=100 --node-arg=--heartbeat-ms=20)
 
-# suite|workload|nemesis|extra flags (entries chosen by the exposure study;
-# see the README's Nightly section).
+# suite|workload|nemesis|extra flags. Entries come from a first exposure
+# study (2-3 seeds of 10 s each): ack-before-commit 2/2, stale-local-read
+# 2/3 (pause; partition 1/2), ack-before-fsync 2/3 (append+kill; register+kill
+# 1/2); stale-leader-read, skip-dedup and the four election/log mistakes were
+# not caught yet (0/2 to 0/3) and stay in the matrix so the gap shows.
 correct=(
     "correct|register|partition,kill,pause|"
     "correct|kv|partition,kill,pause|"
@@ -60,8 +63,8 @@ correct=(
 )
 mistakes=(
     "ack-before-commit|register|partition|--nemesis-interval 1.5"
-    "stale-local-read|register|partition|--nemesis-interval 1.5 --concurrency 3n"
-    "ack-before-fsync|register|kill|--nemesis-interval 1.5"
+    "stale-local-read|register|pause|--nemesis-interval 1.5 --concurrency 3n"
+    "ack-before-fsync|append|kill|--nemesis-interval 1"
     "stale-leader-read|register|partition|--nemesis-interval 1.5 --concurrency 3n"
     "skip-dedup|counter|partition,kill|--nemesis-interval 1.5"
     "vote-without-log-check|register|partition,kill|--nemesis-interval 1 ${fast[*]}"
