@@ -21,11 +21,18 @@ fn corpus() -> Option<PathBuf> {
         "FAULTLINE_REQUIRE_CORPUS=1 but there is no corpus at {}",
         root.display()
     );
-    println!(
+    always_print(&format!(
         "skipping conformance: no corpus at {} (set FAULTLINE_CORPUS)",
         root.display()
-    );
+    ));
     None
+}
+
+/// Writes past the test harness's output capture, so that the count shows in
+/// every `cargo test` run (CI's log included), not only with `--nocapture`.
+fn always_print(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The format and options a `format-model` column names.
@@ -78,9 +85,9 @@ fn corpus_verdicts_agree() {
             assert!(!witness.explanation.is_empty(), "{path}: no explanation");
         }
     }
-    println!("{agree}/{} agree", rows.len());
+    always_print(&format!("corpus conformance: {agree}/{} agree", rows.len()));
     for d in &disagreements {
-        println!("  {d}");
+        always_print(&format!("  {d}"));
     }
     assert!(
         disagreements.is_empty(),
