@@ -43,38 +43,41 @@ out="$(cd "$out" && pwd)"
 table="$out/runs.tsv"
 printf 'suite\tname\texpected\texit\twall_s\trun_dir\n' > "$table"
 
-# Every run: 3 nodes, short traffic, a short quiet period. Short election
+# Every run: short traffic (3 or 5 nodes, per entry), a short quiet period. Short election
 # timeouts make leadership churn (and so the core's election/commit
 # mistakes) likely within seconds.
-common=(-n 3 --time-limit 10 --quiet-period 1)
+common=(--time-limit 10 --quiet-period 1)
 fast=(--node-arg=--election-timeout-ms=100 --node-arg=--heartbeat-ms=20)
+fast5=(--node-arg=--election-timeout-ms=50 --node-arg=--heartbeat-ms=10)
 
 # suite|workload|nemesis|extra flags. Entries come from a first exposure
 # study (2-3 seeds of 10 s each): ack-before-commit 2/2, stale-local-read
 # 2/3 (pause; partition 1/2), ack-before-fsync 2/3 (append+kill; register+kill
-# 1/2); stale-leader-read, skip-dedup and the four election/log mistakes were
+# 1/2), no-truncate-on-conflict 3/3 (5 nodes, append, partitions every
+# 0.5 s, 50 ms election timeouts); stale-leader-read, skip-dedup and the other three election/log mistakes were
 # not caught yet (0/2 to 0/3) and stay in the matrix so the gap shows.
 correct=(
-    "correct|register|partition,kill,pause|"
-    "correct|kv|partition,kill,pause|"
-    "correct|set|partition,kill,pause|"
-    "correct|counter|partition,kill,pause|"
-    "correct|append|partition,kill,pause|"
+    "correct|register|partition,kill,pause|-n 3"
+    "correct|kv|partition,kill,pause|-n 3"
+    "correct|set|partition,kill,pause|-n 3"
+    "correct|counter|partition,kill,pause|-n 3"
+    "correct|append|partition,kill,pause|-n 3"
+    "correct|append|partition|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
 )
 mistakes=(
-    "ack-before-commit|register|partition|--nemesis-interval 1.5"
-    "stale-local-read|register|pause|--nemesis-interval 1.5 --concurrency 3n"
-    "ack-before-fsync|append|kill|--nemesis-interval 1"
-    "stale-leader-read|register|partition|--nemesis-interval 1.5 --concurrency 3n"
-    "skip-dedup|counter|partition,kill|--nemesis-interval 1.5"
-    "vote-without-log-check|register|partition,kill|--nemesis-interval 1 ${fast[*]}"
-    "commit-previous-term|register|partition,kill|--nemesis-interval 1 ${fast[*]}"
-    "forget-vote|register|kill|--nemesis-interval 1 ${fast[*]}"
-    "no-truncate-on-conflict|register|partition,kill|--nemesis-interval 1 ${fast[*]}"
+    "ack-before-commit|register|partition|-n 3 --nemesis-interval 1.5"
+    "stale-local-read|register|pause|-n 3 --nemesis-interval 1.5 --concurrency 3n"
+    "ack-before-fsync|append|kill|-n 3 --nemesis-interval 1"
+    "stale-leader-read|register|partition|-n 3 --nemesis-interval 1.5 --concurrency 3n"
+    "skip-dedup|counter|partition,kill|-n 3 --nemesis-interval 1.5"
+    "vote-without-log-check|register|partition,kill|-n 3 --nemesis-interval 1 ${fast[*]}"
+    "commit-previous-term|register|partition,kill|-n 3 --nemesis-interval 1 ${fast[*]}"
+    "forget-vote|register|kill|-n 3 --nemesis-interval 1 ${fast[*]}"
+    "no-truncate-on-conflict|append|partition|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
 )
 if [[ $quick == 1 ]]; then
     correct=("${correct[0]}" "${correct[2]}")
-    mistakes=("${mistakes[0]}")
+    mistakes=("${mistakes[0]}" "${mistakes[8]}")
 fi
 
 start=$(date +%s)
