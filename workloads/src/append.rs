@@ -83,16 +83,10 @@ impl Workload for AppendWorkload {
     fn request(&self, op: &OpSpec) -> HttpCall {
         let key = encode_key(op.key.as_deref().unwrap_or("a0"));
         match op.f.as_str() {
-            "append" => HttpCall {
-                method: Method::Post,
-                path: format!("/kv/{key}/append"),
-                body: Some(json!({ "value": op.value })),
-            },
-            _ => HttpCall {
-                method: Method::Get,
-                path: format!("/kv/{key}?consistency=linearizable"),
-                body: None,
-            },
+            "append" => {
+                HttpCall::effect(Method::Post, &key, "/append", json!({ "value": op.value }))
+            }
+            _ => HttpCall::read(&key),
         }
     }
     fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {

@@ -58,16 +58,8 @@ impl Workload for CounterWorkload {
     fn request(&self, op: &OpSpec) -> HttpCall {
         let key = encode_key(op.key.as_deref().unwrap_or(KEY));
         match op.f.as_str() {
-            "add" => HttpCall {
-                method: Method::Post,
-                path: format!("/kv/{key}/incr"),
-                body: Some(json!({ "delta": op.value })),
-            },
-            _ => HttpCall {
-                method: Method::Get,
-                path: format!("/kv/{key}?consistency=linearizable"),
-                body: None,
-            },
+            "add" => HttpCall::effect(Method::Post, &key, "/incr", json!({ "delta": op.value })),
+            _ => HttpCall::read(&key),
         }
     }
     fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {

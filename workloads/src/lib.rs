@@ -54,6 +54,27 @@ pub struct HttpCall {
     pub body: Option<Value>,
 }
 
+impl HttpCall {
+    /// A linearizable read of `key` (already percent-encoded).
+    pub fn read(key: &str) -> HttpCall {
+        HttpCall {
+            method: Method::Get,
+            path: format!("/kv/{key}?consistency=linearizable"),
+            body: None,
+        }
+    }
+
+    /// An effectful request on `key` (already percent-encoded): `action` is
+    /// the path after the key (`""`, `"/cas"`, `"/append"`, `"/incr"`).
+    pub fn effect(method: Method, key: &str, action: &str, body: Value) -> HttpCall {
+        HttpCall {
+            method,
+            path: format!("/kv/{key}{action}"),
+            body: Some(body),
+        }
+    }
+}
+
 /// How an answer from a node ends an operation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {

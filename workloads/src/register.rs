@@ -102,22 +102,15 @@ impl Generator for RegisterGen {
 fn request(op: &OpSpec) -> HttpCall {
     let key = encode_key(op.key.as_deref().unwrap_or("r"));
     match op.f.as_str() {
-        "write" => HttpCall {
-            method: Method::Put,
-            path: format!("/kv/{key}"),
-            body: Some(json!({ "value": op.value })),
-        },
-        "cas" => HttpCall {
-            method: Method::Post,
-            path: format!("/kv/{key}/cas"),
-            body: Some(json!({ "from": op.value[0], "to": op.value[1] })),
-        },
+        "write" => HttpCall::effect(Method::Put, &key, "", json!({ "value": op.value })),
+        "cas" => HttpCall::effect(
+            Method::Post,
+            &key,
+            "/cas",
+            json!({ "from": op.value[0], "to": op.value[1] }),
+        ),
         // Reads, and anything unknown, are linearizable reads.
-        _ => HttpCall {
-            method: Method::Get,
-            path: format!("/kv/{key}?consistency=linearizable"),
-            body: None,
-        },
+        _ => HttpCall::read(&key),
     }
 }
 

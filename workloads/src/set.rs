@@ -68,16 +68,8 @@ impl Workload for SetWorkload {
     fn request(&self, op: &OpSpec) -> HttpCall {
         let key = encode_key(op.key.as_deref().unwrap_or(KEY));
         match op.f.as_str() {
-            "add" => HttpCall {
-                method: Method::Post,
-                path: format!("/kv/{key}/append"),
-                body: Some(json!({ "value": op.value })),
-            },
-            _ => HttpCall {
-                method: Method::Get,
-                path: format!("/kv/{key}?consistency=linearizable"),
-                body: None,
-            },
+            "add" => HttpCall::effect(Method::Post, &key, "/append", json!({ "value": op.value })),
+            _ => HttpCall::read(&key),
         }
     }
     fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
