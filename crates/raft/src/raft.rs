@@ -607,14 +607,21 @@ impl Raft {
         }
     }
 
-    fn become_pre_candidate(&mut self) {
-        self.role = Role::PreCandidate;
+    /// What a pre-vote and a vote round share: the new role, no leader, a
+    /// fresh timeout, this node's own vote; returns the last log index and
+    /// term the requests carry.
+    fn start_round(&mut self, role: Role) -> (u64, u64) {
+        self.role = role;
         self.leader = None;
         self.election_elapsed = 0;
         self.reset_randomized_timeout();
         self.votes.clear();
         self.votes.insert(self.id, true);
-        let (li, lt) = (self.log.last_index(), self.log.last_term());
+        (self.log.last_index(), self.log.last_term())
+    }
+
+    fn become_pre_candidate(&mut self) {
+        let (li, lt) = self.start_round(Role::PreCandidate);
         for i in 0..self.others.len() {
             let to = self.others[i];
             self.msgs.push(Message {
@@ -633,13 +640,7 @@ impl Raft {
     fn become_candidate(&mut self, transfer: bool) {
         self.term += 1;
         self.vote = Some(self.id);
-        self.role = Role::Candidate;
-        self.leader = None;
-        self.election_elapsed = 0;
-        self.reset_randomized_timeout();
-        self.votes.clear();
-        self.votes.insert(self.id, true);
-        let (li, lt) = (self.log.last_index(), self.log.last_term());
+        let (li, lt) = self.start_round(Role::Candidate);
         for i in 0..self.others.len() {
             let to = self.others[i];
             self.send(
