@@ -12,6 +12,12 @@
 //!   hinted (or next) node while the op's time lasts, then → `fail`;
 //! - `indeterminate` (504), a timeout, or a connection error after the
 //!   request was sent → `info`; the worker then continues as a new process.
+//!   With an attempt timeout shorter than the op's (`--attempt-timeout-ms`)
+//!   such an attempt is first resent, with the same client id and request
+//!   sequence number, to the next node while the op's time lasts: a node
+//!   that de-duplicates applies it once. Once any attempt was ambiguous the
+//!   op can only end `ok`/`fail` from an answer, or `info` — never a
+//!   refusal-made `fail`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +100,10 @@ pub struct ClientCtx {
     pub http: reqwest::Client,
     /// Per-operation time limit.
     pub op_timeout: Duration,
+    /// Per-attempt time limit; shorter than `op_timeout` turns on resends.
+    pub attempt_timeout: Duration,
+    /// Start every op at the worker's own node.
+    pub pin_clients: bool,
     /// Rate limiter.
     pub pacer: Arc<Pacer>,
     /// Counters.
@@ -112,6 +122,8 @@ pub struct Session {
     process: u64,
     seq: u64,
     node: usize,
+    /// The worker's own node, where pinned clients start every op.
+    home: usize,
 }
 
 /// Runs one worker until `stop` fires (the op in flight finishes first).
@@ -123,10 +135,12 @@ pub async fn worker(
     stop: CancellationToken,
 ) {
     let mut generator: Box<dyn Generator> = ctx.workload.generator(seed, index, workers);
+    let home = index % ctx.nodes.len().max(1);
     let mut s = Session {
         process: index as u64,
         seq: 0,
-        node: index % ctx.nodes.len().max(1),
+        node: home,
+        home,
     };
     loop {
         tokio::select! {
@@ -137,6 +151,9 @@ pub async fn worker(
             return;
         }
         let op = generator.next_op();
+        if ctx.pin_clients {
+            s.node = s.home;
+        }
         let reply = invoke(&ctx, &mut s, &op).await;
         generator.observe(&op, &reply);
         if matches!(reply, Reply::Info(_)) {
@@ -208,6 +225,7 @@ pub fn session(process: u64, node: usize) -> Session {
         process,
         seq: 0,
         node,
+        home: node,
     }
 }
 
@@ -255,12 +273,18 @@ async fn perform(ctx: &ClientCtx, s: &mut Session, op: &OpSpec) -> Reply {
     let call = ctx.workload.request(op);
     let n = ctx.nodes.len().max(1);
     let mut last_definite = String::from("no attempt");
+    // Why the last attempt may have taken effect, once one may have.
+    let mut ambiguous: Option<String> = None;
+    let resend = ctx.attempt_timeout < ctx.op_timeout;
     let mut hops = 0u32;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            // Every attempt was refused before it could take effect.
-            return Reply::Fail(Value::Null, last_definite);
+            return match ambiguous {
+                Some(why) => Reply::Info(why),
+                // Every attempt was refused before it could take effect.
+                None => Reply::Fail(Value::Null, last_definite),
+            };
         }
         let url = format!("{}{}", ctx.nodes[s.node].client_url, call.path);
         let mut req = match call.method {
@@ -269,7 +293,7 @@ async fn perform(ctx: &ClientCtx, s: &mut Session, op: &OpSpec) -> Reply {
             Method::Post => ctx.http.post(url),
             Method::Delete => ctx.http.delete(url),
         }
-        .timeout(remaining)
+        .timeout(remaining.min(ctx.attempt_timeout))
         .header("X-Client-Id", format!("p{}", s.process))
         .header("X-Request-Seq", s.seq.to_string());
         if let Some(body) = &call.body {
@@ -284,14 +308,35 @@ async fn perform(ctx: &ClientCtx, s: &mut Session, op: &OpSpec) -> Reply {
                 backoff(deadline).await;
                 continue;
             }
-            Err(e) if e.is_timeout() => return Reply::Info("timeout".into()),
-            Err(e) => return Reply::Info(format!("transport: {}", short(&e))),
+            Err(e) => {
+                let why = if e.is_timeout() {
+                    "timeout".to_string()
+                } else {
+                    format!("transport: {}", short(&e))
+                };
+                if let Some(end) = after_ambiguous(resend, why, &mut ambiguous, s, n) {
+                    return end;
+                }
+                backoff(deadline).await;
+                continue;
+            }
         };
         let status = resp.status().as_u16();
         let body: Value = match resp.json().await {
             Ok(v) => v,
-            Err(e) if e.is_timeout() => return Reply::Info("timeout".into()),
-            Err(e) => return Reply::Info(format!("unreadable answer ({status}): {}", short(&e))),
+            Err(e) => {
+                // The answer was lost on the way: as ambiguous as a lost request.
+                let why = if e.is_timeout() {
+                    "timeout".to_string()
+                } else {
+                    format!("unreadable answer ({status}): {}", short(&e))
+                };
+                if let Some(end) = after_ambiguous(resend, why, &mut ambiguous, s, n) {
+                    return end;
+                }
+                backoff(deadline).await;
+                continue;
+            }
         };
         if (200..300).contains(&status) || status == 412 {
             return ctx.workload.interpret(op, status, &body);
@@ -325,10 +370,36 @@ async fn perform(ctx: &ClientCtx, s: &mut Session, op: &OpSpec) -> Reply {
             (400 | 413 | 404 | 405 | 422, _) => {
                 return Reply::Fail(Value::Null, format!("{kind}: {}", message(&body)));
             }
-            (504, _) => return Reply::Info(format!("indeterminate: {}", message(&body))),
-            _ => return Reply::Info(format!("status {status}: {}", message(&body))),
+            _ => {
+                let why = if status == 504 {
+                    format!("indeterminate: {}", message(&body))
+                } else {
+                    format!("status {status}: {}", message(&body))
+                };
+                if let Some(end) = after_ambiguous(resend, why, &mut ambiguous, s, n) {
+                    return end;
+                }
+                backoff(deadline).await;
+            }
         }
     }
+}
+
+/// After an attempt that may have taken effect: without resends the op ends
+/// `info` (returned); with them the next node gets the same request.
+fn after_ambiguous(
+    resend: bool,
+    why: String,
+    ambiguous: &mut Option<String>,
+    s: &mut Session,
+    nodes: usize,
+) -> Option<Reply> {
+    if !resend {
+        return Some(Reply::Info(why));
+    }
+    *ambiguous = Some(why);
+    s.node = (s.node + 1) % nodes;
+    None
 }
 
 /// A short pause before retrying elsewhere, never past the op's deadline.

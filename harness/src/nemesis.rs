@@ -65,8 +65,45 @@ impl NemesisKind {
 
     /// Parses a comma-separated list; `none` is the empty list, `all` is every kind.
     pub fn parse_list(s: &str) -> Result<Vec<NemesisKind>, String> {
+        NemesisKind::parse_spec(s).map(|(kinds, _)| kinds)
+    }
+
+    /// Parses a comma-separated list whose partition, kill and pause entries
+    /// may name the variants to draw from: `partition:isolate-leader+halves`,
+    /// `kill:majority+all`, `pause:leader`.
+    pub fn parse_spec(s: &str) -> Result<(Vec<NemesisKind>, Choices), String> {
         let mut out: Vec<NemesisKind> = Vec::new();
+        let mut choices = Choices::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (part, variants) = match part.split_once(':') {
+                Some((k, v)) => (k.trim(), Some(v)),
+                None => (part, None),
+            };
+            if let Some(v) = variants {
+                match part {
+                    "partition" => {
+                        choices.shapes = pick_variants(
+                            NemesisKind::Partition,
+                            v,
+                            &PartitionShape::ALL,
+                            PartitionShape::name,
+                        )?;
+                    }
+                    "kill" => {
+                        choices.kill =
+                            pick_variants(NemesisKind::Kill, v, &Target::ALL, Target::name)?;
+                    }
+                    "pause" => {
+                        choices.pause =
+                            pick_variants(NemesisKind::Pause, v, &Target::ALL, Target::name)?;
+                    }
+                    _ => {
+                        return Err(format!(
+                            "`{part}:{v}`: only partition, kill and pause take variants"
+                        ));
+                    }
+                }
+            }
             match part {
                 "none" => {}
                 "all" => out.extend(NemesisKind::ALL),
@@ -83,7 +120,7 @@ impl NemesisKind {
         }
         out.sort();
         out.dedup();
-        Ok(out)
+        Ok((out, choices))
     }
 
     /// Whether two kinds can be active together (delay and loss both set
@@ -132,6 +169,18 @@ impl PartitionShape {
         PartitionShape::Bridge,
         PartitionShape::OneWay,
     ];
+
+    /// The name used after `partition:` on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionShape::IsolateOne => "isolate-one",
+            PartitionShape::IsolateLeader => "isolate-leader",
+            PartitionShape::Halves => "halves",
+            PartitionShape::MajoritiesRing => "majorities-ring",
+            PartitionShape::Bridge => "bridge",
+            PartitionShape::OneWay => "one-way",
+        }
+    }
 }
 
 /// Which nodes a kill or pause hits.
@@ -159,6 +208,64 @@ impl Target {
         Target::Leader,
         Target::All,
     ];
+
+    /// The name used after `kill:` or `pause:` on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::One => "one",
+            Target::Minority => "minority",
+            Target::Majority => "majority",
+            Target::Leader => "leader",
+            Target::All => "all",
+        }
+    }
+}
+
+/// The shapes and targets each kind draws from: every one unless the
+/// command line narrowed it (`partition:isolate-leader`, `kill:majority+all`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Choices {
+    /// Partition shapes.
+    pub shapes: Vec<PartitionShape>,
+    /// Whom a kill hits.
+    pub kill: Vec<Target>,
+    /// Whom a pause hits.
+    pub pause: Vec<Target>,
+}
+
+impl Default for Choices {
+    fn default() -> Choices {
+        Choices {
+            shapes: PartitionShape::ALL.to_vec(),
+            kill: Target::ALL.to_vec(),
+            pause: Target::ALL.to_vec(),
+        }
+    }
+}
+
+/// `a+b+c` against a closed list of named variants, in the list's order.
+fn pick_variants<T: Copy + PartialEq>(
+    kind: NemesisKind,
+    text: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    for v in text.split('+').map(str::trim) {
+        match all.iter().find(|x| name(**x) == v) {
+            Some(x) if !out.contains(x) => out.push(*x),
+            Some(_) => {}
+            None => {
+                let known: Vec<&str> = all.iter().map(|x| name(*x)).collect();
+                return Err(format!(
+                    "unknown {kind} variant `{v}`; known: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    out.sort_by_key(|x| all.iter().position(|y| y == x));
+    Ok(out)
 }
 
 /// One fault, with whom it hits already decided. The closed vocabulary of
@@ -257,6 +364,7 @@ pub struct View {
 pub struct Scheduler {
     rng: ChaCha8Rng,
     kinds: Vec<NemesisKind>,
+    choices: Choices,
     round: Vec<NemesisKind>,
     active: Vec<NemesisKind>,
 }
@@ -264,11 +372,17 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler over `kinds`, seeded.
     pub fn new(seed: u64, kinds: &[NemesisKind]) -> Scheduler {
+        Scheduler::with_choices(seed, kinds, Choices::default())
+    }
+
+    /// A scheduler over `kinds` drawing shapes and targets from `choices`.
+    pub fn with_choices(seed: u64, kinds: &[NemesisKind], choices: Choices) -> Scheduler {
         Scheduler {
             // A stream apart from the clients' so adding clients does not
             // change the faults.
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7300),
             kinds: kinds.to_vec(),
+            choices,
             round: Vec::new(),
             active: Vec::new(),
         }
@@ -320,18 +434,20 @@ impl Scheduler {
     fn start(&mut self, kind: NemesisKind, view: &View) -> Fault {
         match kind {
             NemesisKind::Partition => {
-                let shape =
-                    PartitionShape::ALL[self.rng.random_range(0..PartitionShape::ALL.len())];
+                let shapes = &self.choices.shapes;
+                let shape = shapes[self.rng.random_range(0..shapes.len())];
                 let cut = partition(shape, view, &mut self.rng);
                 Fault::Partition { shape, cut }
             }
             NemesisKind::Kill => {
-                let target = Target::ALL[self.rng.random_range(0..Target::ALL.len())];
+                let kill = &self.choices.kill;
+                let target = kill[self.rng.random_range(0..kill.len())];
                 let nodes = targets(target, view, &mut self.rng);
                 Fault::Kill { target, nodes }
             }
             NemesisKind::Pause => {
-                let target = Target::ALL[self.rng.random_range(0..Target::ALL.len())];
+                let pause = &self.choices.pause;
+                let target = pause[self.rng.random_range(0..pause.len())];
                 let nodes = targets(target, view, &mut self.rng);
                 Fault::Pause { target, nodes }
             }
@@ -507,6 +623,42 @@ mod tests {
             e.contains("flood") && e.contains("partition, kill, pause"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn variants_narrow_what_the_scheduler_draws() {
+        let (kinds, choices) =
+            NemesisKind::parse_spec("partition:isolate-leader, kill:all+majority").expect("ok");
+        assert_eq!(kinds, vec![NemesisKind::Partition, NemesisKind::Kill]);
+        assert_eq!(choices.shapes, vec![PartitionShape::IsolateLeader]);
+        assert_eq!(choices.kill, vec![Target::Majority, Target::All]);
+        assert_eq!(choices.pause, Target::ALL.to_vec());
+        let v = view(5);
+        let mut s = Scheduler::with_choices(7, &kinds, choices);
+        for _ in 0..40 {
+            match s.next(&v) {
+                Some(Fault::Partition { shape, cut }) => {
+                    assert_eq!(shape, PartitionShape::IsolateLeader);
+                    assert_eq!(reach(&cut, &v.ids, "n2").len(), 1);
+                }
+                Some(Fault::Kill { target, nodes }) => {
+                    assert!(matches!(target, Target::Majority | Target::All));
+                    assert!(nodes.len() >= 3, "{nodes:?}");
+                }
+                _ => {}
+            }
+        }
+        for (bad, says) in [
+            ("partition:halfs", "unknown partition variant `halfs`"),
+            (
+                "kill:everyone",
+                "known: one, minority, majority, leader, all",
+            ),
+            ("delay:50", "only partition, kill and pause take variants"),
+        ] {
+            let e = NemesisKind::parse_spec(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

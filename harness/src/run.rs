@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::client::{self, ClientCtx, Counts, Pacer};
 use crate::cluster::{Cluster, ClusterConfig};
-use crate::nemesis::{Fault, NemesisKind, Scheduler, View};
+use crate::nemesis::{Choices, Fault, NemesisKind, PartitionShape, Scheduler, Target, View};
 use crate::recorder::{Entry, Recorder};
 use crate::supervisor::NodeProgram;
 use crate::verdict::{self, CheckReport, Verdict};
@@ -60,7 +60,20 @@ pub struct RunArgs {
     /// Time limit of one operation, in milliseconds; past it the op is `info`.
     #[arg(long, default_value_t = 1000)]
     pub op_timeout_ms: u64,
+    /// Time limit of one attempt, in milliseconds (default: the op timeout).
+    /// Shorter: an attempt that times out or loses its connection after
+    /// sending is resent with the same request id to the next node while the
+    /// op's time lasts (the node must de-duplicate it).
+    #[arg(long, value_name = "MS")]
+    pub attempt_timeout_ms: Option<u64>,
+    /// Each worker sends every op to its own node first (worker i → node
+    /// i mod n) and follows `not_leader` only within that op, as Jepsen's
+    /// clients do; by default a worker stays with the node that last answered.
+    #[arg(long)]
+    pub pin_clients: bool,
     /// Faults: a comma list of partition, kill, pause, delay, loss; or all; or none.
+    /// Partition, kill and pause may name what they draw: `partition:isolate-leader+halves`,
+    /// `kill:majority+all`, `pause:leader` (the variants: `faultline list`).
     #[arg(long, default_value = "partition,kill,pause")]
     pub nemesis: String,
     /// Seconds between nemesis actions.
@@ -120,8 +133,14 @@ pub struct RunConfig {
     pub rate: f64,
     /// Per-op timeout.
     pub op_timeout_ms: u64,
+    /// Per-attempt timeout (equal to `op_timeout_ms`: no resends).
+    pub attempt_timeout_ms: u64,
+    /// Workers start every op at their own node.
+    pub pin_clients: bool,
     /// Fault kinds.
     pub nemesis: Vec<NemesisKind>,
+    /// The partition shapes and kill/pause targets they draw from.
+    pub nemesis_choices: Choices,
     /// Seconds between faults.
     pub nemesis_interval_s: f64,
     /// Seconds of calm before final reads.
@@ -254,7 +273,21 @@ impl RunArgs {
                 self.op_timeout_ms
             )));
         }
-        let nemesis = NemesisKind::parse_list(&self.nemesis).map_err(usage)?;
+        let attempt_timeout_ms = self.attempt_timeout_ms.unwrap_or(self.op_timeout_ms);
+        if !(10..=self.op_timeout_ms).contains(&attempt_timeout_ms) {
+            return Err(usage(format!(
+                "--attempt-timeout-ms {attempt_timeout_ms}: allowed 10 to --op-timeout-ms ({})",
+                self.op_timeout_ms
+            )));
+        }
+        if attempt_timeout_ms < self.op_timeout_ms && self.db != "faultline" {
+            return Err(usage(format!(
+                "--attempt-timeout-ms resends requests, which needs the request \
+                 de-duplication that --db {} lacks",
+                self.db
+            )));
+        }
+        let (nemesis, nemesis_choices) = NemesisKind::parse_spec(&self.nemesis).map_err(usage)?;
         if !(self.nemesis_interval.is_finite() && (0.1..=3600.0).contains(&self.nemesis_interval)) {
             return Err(usage(format!(
                 "--nemesis-interval {}: allowed 0.1 to 3600 seconds",
@@ -343,7 +376,10 @@ impl RunArgs {
                 concurrency_arg: self.concurrency.clone(),
                 rate: self.rate,
                 op_timeout_ms: self.op_timeout_ms,
+                attempt_timeout_ms,
+                pin_clients: self.pin_clients,
                 nemesis,
+                nemesis_choices,
                 nemesis_interval_s: self.nemesis_interval,
                 quiet_period_s: self.quiet_period,
                 seed,
@@ -760,6 +796,8 @@ async fn drive(
         nodes: cluster.nodes.clone(),
         http,
         op_timeout: Duration::from_millis(cfg.op_timeout_ms),
+        attempt_timeout: Duration::from_millis(cfg.attempt_timeout_ms),
+        pin_clients: cfg.pin_clients,
         pacer: Arc::new(Pacer::new(cfg.rate)),
         counts: counts.clone(),
         next_process: Arc::new(AtomicU64::new(cfg.concurrency as u64)),
@@ -793,6 +831,7 @@ async fn drive(
             live.clone(),
             cfg.seed,
             cfg.nemesis.clone(),
+            cfg.nemesis_choices.clone(),
             Duration::from_secs_f64(cfg.nemesis_interval_s),
             stop_nemesis.clone(),
         ));
@@ -892,10 +931,11 @@ async fn nemesis_loop(
     live: Arc<Live>,
     seed: u64,
     kinds: Vec<NemesisKind>,
+    choices: Choices,
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let mut sched = Scheduler::new(seed, &kinds);
+    let mut sched = Scheduler::with_choices(seed, &kinds, choices);
     if kinds.is_empty() {
         return;
     }
@@ -1045,6 +1085,14 @@ pub fn list() -> String {
     for k in NemesisKind::ALL {
         out.push_str(&format!("  {:<10} {}\n", k.name(), k.description()));
     }
+    let shapes: Vec<&str> = PartitionShape::ALL.iter().map(|s| s.name()).collect();
+    let targets: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+    out.push_str(&format!(
+        "variants (e.g. --nemesis partition:isolate-leader,kill:majority+all):\n  \
+         partition:{}\n  kill:{} (pause: the same)\n",
+        shapes.join("+"),
+        targets.join("+")
+    ));
     out
 }
 

@@ -108,6 +108,8 @@ async fn isolated_leader_is_replaced_and_its_writes_never_succeed() {
         nodes: vec![old_node],
         http: reqwest::Client::new(),
         op_timeout: Duration::from_millis(600),
+        attempt_timeout: Duration::from_millis(600),
+        pin_clients: false,
         pacer: Arc::new(Pacer::new(0.0)),
         counts: Arc::new(Counts::default()),
         next_process: Arc::new(AtomicU64::new(100)),

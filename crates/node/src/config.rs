@@ -51,6 +51,14 @@ pub struct Args {
     /// Seed of the election-timeout randomness (default: this node's Raft id).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// CheckQuorum: a leader that has not heard from a majority for an election
+    /// timeout steps down, and followers ignore votes while they hear from a
+    /// leader. `--check-quorum=false` also refuses lease reads.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub check_quorum: bool,
+    /// PreVote: ask whether an election could be won before raising the term.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub pre_vote: bool,
     /// Switch on a deliberate mistake by name (repeat); see `--list-bugs`.
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
@@ -166,6 +174,10 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Election randomness seed.
     pub seed: u64,
+    /// CheckQuorum on (the default).
+    pub check_quorum: bool,
+    /// PreVote on (the default).
+    pub pre_vote: bool,
     /// Core mistakes switched on.
     pub core_bugs: Vec<Bug>,
     /// Node mistakes switched on.
@@ -304,6 +316,8 @@ impl TryFrom<Args> for NodeConfig {
             snapshot_every: a.snapshot_every,
             request_timeout: Duration::from_millis(a.request_timeout_ms),
             seed: a.seed.unwrap_or(id),
+            check_quorum: a.check_quorum,
+            pre_vote: a.pre_vote,
             core_bugs,
             node_bugs,
         })

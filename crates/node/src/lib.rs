@@ -111,6 +111,8 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     rc.heartbeat_ticks = 1;
     rc.election_ticks = cfg.election_ticks;
     rc.seed = cfg.seed;
+    rc.check_quorum = cfg.check_quorum;
+    rc.pre_vote = cfg.pre_vote;
     rc.bugs = cfg.core_bugs.clone();
     let raft = Raft::new(rc, persisted).context("starting the Raft core")?;
 
