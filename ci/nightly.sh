@@ -41,65 +41,95 @@ bin="$CARGO_TARGET_DIR/release/faultline"
 mkdir -p "$out/runs"
 out="$(cd "$out" && pwd)"
 table="$out/runs.tsv"
-printf 'suite\tname\texpected\texit\twall_s\trun_dir\n' > "$table"
+printf 'suite\tname\texpected\texit\twall_s\trun_dir\tsetup\n' > "$table"
 
-# Every run: short traffic (3 or 5 nodes, per entry), a short quiet period. Short election
-# timeouts make leadership churn (and so the core's election/commit
-# mistakes) likely within seconds.
-common=(--time-limit 10 --quiet-period 1)
+# Every run: 8 s of traffic at 500 ops/s, 1 s of calm, then the final reads
+# and the check (about 10 s of wall time in all).
+common=(--time-limit 8 --quiet-period 1 --rate 500)
+# Short elections: leadership churns many times within a run.
 fast=(--node-arg=--election-timeout-ms=100 --node-arg=--heartbeat-ms=20)
 fast5=(--node-arg=--election-timeout-ms=50 --node-arg=--heartbeat-ms=10)
+# etcd-raft's library defaults: no PreVote, no CheckQuorum. A node that
+# comes back from isolation with a higher term disrupts the leader, and a
+# leader cut off from its majority keeps believing it leads.
+bare=(--node-arg=--pre-vote=false --node-arg=--check-quorum=false)
+# Clients resend an attempt that timed out (same request id) until 3 s pass.
+resend=(--op-timeout-ms 3000 --attempt-timeout-ms 250)
 
-# suite|workload|nemesis|extra flags. Entries come from a first exposure
-# study (2-3 seeds of 10 s each): ack-before-commit 2/2, stale-local-read
-# 2/3 (pause; partition 1/2), ack-before-fsync 2/3 (append+kill; register+kill
-# 1/2), no-truncate-on-conflict 3/3 (5 nodes, append, partitions every
-# 0.5 s, 50 ms election timeouts), vote-without-log-check 2/3 (the same);
-# stale-leader-read, skip-dedup, commit-previous-term and forget-vote were
-# not caught yet (0/2 to 0/3) and stay in the matrix so the gap shows.
+# suite|workload|nemesis|flags. Each mistake has the workload and schedule
+# that exposes it; each unusual schedule or node setting used for a mistake
+# also runs against the correct node (a twin), so no setting can be the
+# cause of a detection.
 correct=(
-    "correct|register|partition,kill,pause|-n 3"
-    "correct|kv|partition,kill,pause|-n 3"
-    "correct|set|partition,kill,pause|-n 3"
-    "correct|counter|partition,kill,pause|-n 3"
-    "correct|append|partition,kill,pause|-n 3"
+    "correct|register|partition,kill,pause|-n 3 --nemesis-interval 1.5"
+    "correct|kv|partition:isolate-leader|-n 3 --nemesis-interval 1 --concurrency 3n --pin-clients --node-arg=--check-quorum=false"
+    "correct|counter|pause:leader,kill:leader|-n 3 --nemesis-interval 1 ${resend[*]}"
+    "correct|append|kill:majority+all|-n 3 --nemesis-interval 1"
+    "correct|append|partition:isolate-one|-n 3 --nemesis-interval 0.5 ${bare[*]} ${fast[*]}"
     "correct|append|partition|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
+    "correct|set|partition:isolate-one+halves|-n 3 --nemesis-interval 1 --concurrency 3n --pin-clients"
 )
 mistakes=(
+    # The leader answers before a majority has the entry: an isolated
+    # leader acknowledges writes the majority never sees.
     "ack-before-commit|register|partition|-n 3 --nemesis-interval 1.5"
-    "stale-local-read|register|pause|-n 3 --nemesis-interval 1.5 --concurrency 3n"
-    "ack-before-fsync|append|kill|-n 3 --nemesis-interval 1"
-    "stale-leader-read|register|partition|-n 3 --nemesis-interval 1.5 --concurrency 3n"
-    "skip-dedup|counter|partition,kill|-n 3 --nemesis-interval 1.5"
-    "vote-without-log-check|append|partition|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
-    "commit-previous-term|register|partition,kill|-n 3 --nemesis-interval 1 ${fast[*]}"
-    "forget-vote|register|kill|-n 3 --nemesis-interval 1 ${fast[*]}"
+    # Followers answer reads from their own state: clients pinned to a cut-off
+    # follower read old values.
+    "stale-local-read|register|partition:isolate-one+halves|-n 3 --nemesis-interval 1 --concurrency 3n --pin-clients"
+    # Acknowledged entries sit in memory for up to a tick: killing a majority
+    # at once loses them.
+    "ack-before-fsync|append|kill:majority+all|-n 3 --nemesis-interval 1"
+    # A leader cut off from its majority answers reads without asking it;
+    # with CheckQuorum on it steps down exactly when the majority could
+    # elect another, so the window only opens with CheckQuorum off.
+    "stale-leader-read|register|partition:isolate-leader|-n 3 --nemesis-interval 1 --concurrency 3n --pin-clients --node-arg=--check-quorum=false"
+    # A resent request is applied again: the append shows a value twice.
+    "skip-dedup|append|pause:leader,kill:leader|-n 3 --nemesis-interval 1 ${resend[*]}"
+    # A node back from isolation wins an election with a stale log and
+    # overwrites committed entries.
+    "vote-without-log-check|append|partition:isolate-one|-n 3 --nemesis-interval 0.5 ${bare[*]} ${fast[*]}"
+    # A follower keeps a conflicting suffix: reads show appends that were
+    # never acknowledged in between acknowledged ones.
     "no-truncate-on-conflict|append|partition|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
 )
+# Known gaps: mistakes no schedule is known to expose from outside (see
+# README, "Nightly"). They run on the first three seeds only; their rate is
+# reported and their verdicts never fail the night.
+gaps=(
+    "commit-previous-term|append|partition,kill|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
+    "forget-vote|append|kill:one+leader,partition|-n 3 --nemesis-interval 0.3 ${bare[*]} ${fast[*]}"
+)
 if [[ $quick == 1 ]]; then
-    correct=("${correct[0]}" "${correct[2]}")
-    mistakes=("${mistakes[0]}" "${mistakes[8]}")
+    correct=("${correct[0]}" "${correct[4]}")
+    mistakes=("${mistakes[0]}" "${mistakes[5]}")
+    gaps=()
 fi
 
 start=$(date +%s)
 deadline=$(( start + budget_min * 60 ))
-total=$(( (${#correct[@]} + ${#mistakes[@]}) * seeds ))
+gap_seeds=$(( seeds < 3 ? seeds : 3 ))
+total=$(( (${#correct[@]} + ${#mistakes[@]}) * seeds + ${#gaps[@]} * gap_seeds ))
 done_runs=0
 skipped=0
 # Seeds outermost: a budget cut leaves every entry with about as many runs.
 for (( seed = 1; seed <= seeds; seed++ )); do
-    for entry in "${correct[@]}" "${mistakes[@]}"; do
+    for entry in "${correct[@]}" "${mistakes[@]}" "${gaps[@]}"; do
         IFS='|' read -r suite workload nemesis extra <<< "$entry"
-        # A run takes about 15 s; do not start one that cannot finish in time.
-        if (( $(date +%s) + 15 > deadline )); then
+        expected=invalid
+        if [[ $suite == correct ]]; then expected=valid; fi
+        if [[ " ${gaps[*]} " == *" $entry "* ]]; then
+            expected=gap
+            (( seed <= gap_seeds )) || continue
+        fi
+        # A run takes about 10 s; do not start one that cannot finish in time.
+        if (( $(date +%s) + 12 > deadline )); then
             skipped=$(( skipped + 1 ))
             continue
         fi
-        name="$workload-${nemesis//,/+}-s$seed"
+        name="$workload-$(tr ",:" "+-" <<< "$nemesis")-s$seed"
         store="$out/runs/$suite-$name"
-        expected=invalid
         bugflag=(--node-bug "$suite")
-        if [[ $suite == correct ]]; then expected=valid; bugflag=(); fi
+        if [[ $suite == correct ]]; then bugflag=(); fi
         mkdir -p "$store"
         t0=$(date +%s.%N)
         set +e
@@ -113,11 +143,14 @@ for (( seed = 1; seed <= seeds; seed++ )); do
         [[ -n "$run_dir" ]] || run_dir="$store"
         verdict=$(case $code in 0) echo valid;; 1) echo invalid;; 2) echo unknown;; *) echo "error($code)";; esac)
         done_runs=$(( done_runs + 1 ))
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$suite" "$name" "$expected" "$code" "$wall" "$run_dir" >> "$table"
+        setup="-w $workload --nemesis $nemesis $extra"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$suite" "$name" "$expected" "$code" "$wall" "$run_dir" "$setup" >> "$table"
         printf '[%3d/%d] %-24s %-34s %-8s (expected %s) %5.1f s\n' \
             "$done_runs" "$total" "$suite" "$name" "$verdict" "$expected" "$wall"
         # Node data is the bulk of a run folder; expected runs do not need it.
-        if [[ $verdict == "$expected" ]]; then rm -rf "$run_dir/nodes"; fi
+        if [[ $verdict == "$expected" || ($expected == gap && $code -le 1) ]]; then
+            rm -rf "$run_dir/nodes"
+        fi
     done
 done
 
@@ -136,7 +169,9 @@ set -e
 # Keep only the run folders of unexpected verdicts.
 tail -n +2 "$table" | while IFS=$'\t' read -r suite name expected code _ _; do
     v=$(case $code in 0) echo valid;; 1) echo invalid;; *) echo other;; esac)
-    if [[ $v == "$expected" ]]; then rm -rf "$out/runs/$suite-$name"; fi
+    if [[ $v == "$expected" || ($expected == gap && $v != other) ]]; then
+        rm -rf "$out/runs/$suite-$name"
+    fi
 done
 
 # junit.xml must parse as JUnit: one testcase per run, failures with a message.

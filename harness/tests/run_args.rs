@@ -39,6 +39,19 @@ fn bad_arguments_exit_4_with_a_clear_message() {
             &["n9:skip-dedup", "1 to 3"],
         ),
         (&["--node-bin", "/nonexistent/node"], &["--node-bin"]),
+        (
+            &["--nemesis", "partition:halfs"],
+            &["halfs", "isolate-leader", "majorities-ring"],
+        ),
+        (&["--nemesis", "kill:most"], &["most", "minority, majority"]),
+        (
+            &["--nemesis", "delay:9"],
+            &["only partition, kill and pause"],
+        ),
+        (
+            &["--attempt-timeout-ms", "5000", "--op-timeout-ms", "1000"],
+            &["--attempt-timeout-ms 5000", "10 to --op-timeout-ms (1000)"],
+        ),
         (&["--no-such-flag"], &["--no-such-flag"]),
     ];
     for (args, needles) in cases {

@@ -359,6 +359,20 @@ mod tests {
         );
         assert_eq!(c.name_of(3), "n3");
         assert_eq!(c.election_ticks, 6);
+        assert!(c.check_quorum && c.pre_vote, "both on by default");
+    }
+
+    #[test]
+    fn check_quorum_and_pre_vote_can_be_switched_off() {
+        let mut a = BASE.to_vec();
+        a.extend(["--check-quorum=false", "--pre-vote", "false"]);
+        let c = parse(&a).unwrap();
+        assert!(!c.check_quorum && !c.pre_vote);
+        let mut v = vec!["faultline-node"];
+        v.extend_from_slice(&BASE);
+        v.push("--check-quorum=maybe");
+        let e = Args::try_parse_from(v).expect_err("not a bool");
+        assert!(e.to_string().contains("maybe"), "{e}");
     }
 
     #[test]
