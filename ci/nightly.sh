@@ -63,7 +63,7 @@ resend=(--op-timeout-ms 3000 --attempt-timeout-ms 250)
 correct=(
     "correct|register|partition,kill,pause|-n 3 --nemesis-interval 1.5"
     "correct|kv|partition:isolate-leader|-n 3 --nemesis-interval 1 --concurrency 3n --pin-clients --node-arg=--check-quorum=false"
-    "correct|counter|pause:leader,kill:leader|-n 3 --nemesis-interval 1 ${resend[*]}"
+    "correct|counter|pause:leader,kill:leader|-n 3 --nemesis-interval 0.6 ${resend[*]}"
     "correct|append|kill:majority+all|-n 3 --nemesis-interval 1"
     "correct|append|partition:isolate-one|-n 3 --nemesis-interval 0.5 ${bare[*]} ${fast[*]}"
     "correct|append|partition|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
@@ -84,7 +84,7 @@ mistakes=(
     # elect another, so the window only opens with CheckQuorum off.
     "stale-leader-read|register|partition:isolate-leader|-n 3 --nemesis-interval 1 --concurrency 3n --pin-clients --node-arg=--check-quorum=false"
     # A resent request is applied again: the append shows a value twice.
-    "skip-dedup|append|pause:leader,kill:leader|-n 3 --nemesis-interval 1 ${resend[*]}"
+    "skip-dedup|append|pause:leader,kill:leader|-n 3 --nemesis-interval 0.6 ${resend[*]}"
     # A node back from isolation wins an election with a stale log and
     # overwrites committed entries.
     "vote-without-log-check|append|partition:isolate-one|-n 3 --nemesis-interval 0.5 ${bare[*]} ${fast[*]}"

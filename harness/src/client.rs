@@ -299,38 +299,16 @@ async fn perform(ctx: &ClientCtx, s: &mut Session, op: &OpSpec) -> Reply {
         if let Some(body) = &call.body {
             req = req.json(body);
         }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_connect() && !e.is_timeout() => {
+        let (status, body) = match send(req).await {
+            Ok(answer) => answer,
+            Err(Lost::NotSent) => {
                 // Nothing was sent: definite. Try the next node.
                 last_definite = format!("connect: {}", ctx.nodes[s.node].id);
                 s.node = (s.node + 1) % n;
                 backoff(deadline).await;
                 continue;
             }
-            Err(e) => {
-                let why = if e.is_timeout() {
-                    "timeout".to_string()
-                } else {
-                    format!("transport: {}", short(&e))
-                };
-                if let Some(end) = after_ambiguous(resend, why, &mut ambiguous, s, n) {
-                    return end;
-                }
-                backoff(deadline).await;
-                continue;
-            }
-        };
-        let status = resp.status().as_u16();
-        let body: Value = match resp.json().await {
-            Ok(v) => v,
-            Err(e) => {
-                // The answer was lost on the way: as ambiguous as a lost request.
-                let why = if e.is_timeout() {
-                    "timeout".to_string()
-                } else {
-                    format!("unreadable answer ({status}): {}", short(&e))
-                };
+            Err(Lost::Ambiguous(why)) => {
                 if let Some(end) = after_ambiguous(resend, why, &mut ambiguous, s, n) {
                     return end;
                 }
@@ -382,6 +360,39 @@ async fn perform(ctx: &ClientCtx, s: &mut Session, op: &OpSpec) -> Reply {
                 backoff(deadline).await;
             }
         }
+    }
+}
+
+/// Why an attempt brought no answer.
+enum Lost {
+    /// The connection could not be opened: the request never left.
+    NotSent,
+    /// The request may have arrived (timeout, broken connection, unreadable
+    /// answer): it may have taken effect.
+    Ambiguous(String),
+}
+
+/// Sends one attempt and reads its status and JSON answer.
+async fn send(req: reqwest::RequestBuilder) -> Result<(u16, Value), Lost> {
+    let why = |e: &reqwest::Error, what: &str| {
+        if e.is_timeout() {
+            "timeout".to_string()
+        } else {
+            format!("{what}: {}", short(e))
+        }
+    };
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() && !e.is_timeout() => return Err(Lost::NotSent),
+        Err(e) => return Err(Lost::Ambiguous(why(&e, "transport"))),
+    };
+    let status = resp.status().as_u16();
+    match resp.json().await {
+        Ok(body) => Ok((status, body)),
+        Err(e) => Err(Lost::Ambiguous(why(
+            &e,
+            &format!("unreadable answer ({status})"),
+        ))),
     }
 }
 
