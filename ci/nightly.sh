@@ -43,9 +43,10 @@ out="$(cd "$out" && pwd)"
 table="$out/runs.tsv"
 printf 'suite\tname\texpected\texit\twall_s\trun_dir\tsetup\n' > "$table"
 
-# Every run: 8 s of traffic at 500 ops/s, 1 s of calm, then the final reads
-# and the check (about 10 s of wall time in all).
-common=(--time-limit 8 --quiet-period 1 --rate 500)
+# Every run: 8 s of traffic (unless the entry sets --time-limit) at 500
+# ops/s, 1 s of calm, then the final reads and the check (about 10 s of wall
+# time in all).
+common=(--quiet-period 1 --rate 500)
 # Short elections: leadership churns many times within a run.
 fast=(--node-arg=--election-timeout-ms=100 --node-arg=--heartbeat-ms=20)
 fast5=(--node-arg=--election-timeout-ms=50 --node-arg=--heartbeat-ms=10)
@@ -82,9 +83,9 @@ mistakes=(
     # A leader cut off from its majority answers reads without asking it;
     # with CheckQuorum on it steps down exactly when the majority could
     # elect another, so the window only opens with CheckQuorum off.
-    "stale-leader-read|register|partition:isolate-leader|-n 3 --nemesis-interval 1 --concurrency 3n --pin-clients --node-arg=--check-quorum=false"
+    "stale-leader-read|register|partition:isolate-leader|-n 3 --time-limit 14 --nemesis-interval 1 --concurrency 3n --pin-clients --node-arg=--check-quorum=false"
     # A resent request is applied again: the append shows a value twice.
-    "skip-dedup|append|pause:leader,kill:leader|-n 3 --nemesis-interval 0.6 ${resend[*]}"
+    "skip-dedup|append|pause:leader,kill:leader|-n 3 --time-limit 14 --nemesis-interval 0.6 ${resend[*]}"
     # A node back from isolation wins an election with a stale log and
     # overwrites committed entries.
     "vote-without-log-check|append|partition:isolate-one|-n 3 --nemesis-interval 0.5 ${bare[*]} ${fast[*]}"
@@ -130,12 +131,14 @@ for (( seed = 1; seed <= seeds; seed++ )); do
         store="$out/runs/$suite-$name"
         bugflag=(--node-bug "$suite")
         if [[ $suite == correct ]]; then bugflag=(); fi
+        traffic=(--time-limit 8)
+        if [[ $extra == *--time-limit* ]]; then traffic=(); fi
         mkdir -p "$store"
         t0=$(date +%s.%N)
         set +e
         # shellcheck disable=SC2086 # $extra is a list of flags
         "$bin" run -w "$workload" --nemesis "$nemesis" --seed "$seed" --store "$store" \
-            "${common[@]}" "${bugflag[@]}" $extra > "$store/console.log" 2>&1
+            "${common[@]}" "${traffic[@]}" "${bugflag[@]}" $extra > "$store/console.log" 2>&1
         code=$?
         set -e
         wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
