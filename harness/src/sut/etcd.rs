@@ -713,14 +713,8 @@ mod tests {
     #[test]
     fn members_advertise_the_proxies_and_pre_vote() {
         let a = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
-        let plan = ClusterPlan {
-            ids: vec!["n1".into(), "n2".into()],
-            client_addrs: vec![a(1), a(2)],
-            client_urls: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
-            peer_addrs: vec![a(11), a(12)],
-            dial: vec![vec![None, Some(a(32))], vec![Some(a(31)), None]],
-            data_dirs: vec!["/d/n1".into(), "/d/n2".into()],
-        };
+        let plan =
+            ClusterPlan::two_for_tests(vec![vec![None, Some(a(32))], vec![Some(a(31)), None]]);
         let args = member_args(&plan, 0).join(" ");
         assert!(
             args.contains("--listen-peer-urls http://127.0.0.1:11"),

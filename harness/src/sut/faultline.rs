@@ -208,14 +208,8 @@ mod tests {
     #[test]
     fn node_args_name_every_peer_through_its_link() {
         let a = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
-        let plan = ClusterPlan {
-            ids: vec!["n1".into(), "n2".into()],
-            client_addrs: vec![a(1), a(2)],
-            client_urls: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
-            peer_addrs: vec![a(11), a(12)],
-            dial: vec![vec![None, Some(a(21))], vec![Some(a(22)), None]],
-            data_dirs: vec!["/d/n1".into(), "/d/n2".into()],
-        };
+        let plan =
+            ClusterPlan::two_for_tests(vec![vec![None, Some(a(21))], vec![Some(a(22)), None]]);
         let db = FaultlineDb {
             program: NodeProgram {
                 exe: "/bin/true".into(),

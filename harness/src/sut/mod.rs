@@ -62,6 +62,22 @@ pub struct ClusterPlan {
     pub data_dirs: Vec<PathBuf>,
 }
 
+#[cfg(test)]
+impl ClusterPlan {
+    /// Two nodes n1 and n2 on made-up ports, dialling each other through `dial`.
+    pub(crate) fn two_for_tests(dial: Vec<Vec<Option<std::net::SocketAddr>>>) -> ClusterPlan {
+        let a = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+        ClusterPlan {
+            ids: vec!["n1".into(), "n2".into()],
+            client_addrs: vec![a(1), a(2)],
+            client_urls: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+            peer_addrs: vec![a(11), a(12)],
+            dial,
+            data_dirs: vec!["/d/n1".into(), "/d/n2".into()],
+        }
+    }
+}
+
 impl ClusterPlan {
     /// The address every peer dials to reach node `j` (per-destination
     /// routing): the first non-diagonal entry of column `j`.
