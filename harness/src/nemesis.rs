@@ -63,14 +63,10 @@ impl NemesisKind {
         }
     }
 
-    /// Parses a comma-separated list; `none` is the empty list, `all` is every kind.
-    pub fn parse_list(s: &str) -> Result<Vec<NemesisKind>, String> {
-        NemesisKind::parse_spec(s).map(|(kinds, _)| kinds)
-    }
-
-    /// Parses a comma-separated list whose partition, kill and pause entries
-    /// may name the variants to draw from: `partition:isolate-leader+halves`,
-    /// `kill:majority+all`, `pause:leader`.
+    /// Parses a comma-separated list (`none` is the empty list, `all` is every
+    /// kind) whose partition, kill and pause entries may name the variants to
+    /// draw from: `partition:isolate-leader+halves`, `kill:majority+all`,
+    /// `pause:leader`.
     pub fn parse_spec(s: &str) -> Result<(Vec<NemesisKind>, Choices), String> {
         let mut out: Vec<NemesisKind> = Vec::new();
         let mut choices = Choices::default();
@@ -370,13 +366,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler over `kinds`, seeded.
-    pub fn new(seed: u64, kinds: &[NemesisKind]) -> Scheduler {
-        Scheduler::with_choices(seed, kinds, Choices::default())
-    }
-
-    /// A scheduler over `kinds` drawing shapes and targets from `choices`.
-    pub fn with_choices(seed: u64, kinds: &[NemesisKind], choices: Choices) -> Scheduler {
+    /// A scheduler over `kinds` drawing shapes and targets from `choices`, seeded.
+    pub fn new(seed: u64, kinds: &[NemesisKind], choices: Choices) -> Scheduler {
         Scheduler {
             // A stream apart from the clients' so adding clients does not
             // change the faults.
@@ -609,16 +600,18 @@ mod tests {
     #[test]
     fn parse_lists_known_names_and_rejects_others() {
         assert_eq!(
-            NemesisKind::parse_list("partition,kill,pause").expect("ok"),
+            NemesisKind::parse_spec("partition,kill,pause")
+                .expect("ok")
+                .0,
             vec![
                 NemesisKind::Partition,
                 NemesisKind::Kill,
                 NemesisKind::Pause
             ]
         );
-        assert!(NemesisKind::parse_list("none").expect("ok").is_empty());
-        assert_eq!(NemesisKind::parse_list("all").expect("ok").len(), 5);
-        let e = NemesisKind::parse_list("partition,flood").expect_err("unknown");
+        assert!(NemesisKind::parse_spec("none").expect("ok").0.is_empty());
+        assert_eq!(NemesisKind::parse_spec("all").expect("ok").0.len(), 5);
+        let e = NemesisKind::parse_spec("partition,flood").expect_err("unknown");
         assert!(
             e.contains("flood") && e.contains("partition, kill, pause"),
             "{e}"
@@ -634,7 +627,7 @@ mod tests {
         assert_eq!(choices.kill, vec![Target::Majority, Target::All]);
         assert_eq!(choices.pause, Target::ALL.to_vec());
         let v = view(5);
-        let mut s = Scheduler::with_choices(7, &kinds, choices);
+        let mut s = Scheduler::new(7, &kinds, choices);
         for _ in 0..40 {
             match s.next(&v) {
                 Some(Fault::Partition { shape, cut }) => {
@@ -736,7 +729,7 @@ mod tests {
         ];
         let v = view(5);
         let run = |seed| {
-            let mut s = Scheduler::new(seed, &kinds);
+            let mut s = Scheduler::new(seed, &kinds, Choices::default());
             (0..6).filter_map(|_| s.next(&v)).collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
@@ -747,7 +740,11 @@ mod tests {
     #[test]
     fn heal_all_ends_everything_active() {
         let v = view(3);
-        let mut s = Scheduler::new(9, &[NemesisKind::Kill, NemesisKind::Pause]);
+        let mut s = Scheduler::new(
+            9,
+            &[NemesisKind::Kill, NemesisKind::Pause],
+            Choices::default(),
+        );
         let _ = s.next(&v);
         let heals = s.heal_all();
         assert_eq!(heals.last(), Some(&Fault::Clear));

@@ -935,7 +935,7 @@ async fn nemesis_loop(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let mut sched = Scheduler::with_choices(seed, &kinds, choices);
+    let mut sched = Scheduler::new(seed, &kinds, choices);
     if kinds.is_empty() {
         return;
     }
