@@ -3,9 +3,12 @@
 //! [`check_linearizable`] decides whether paired ops are linearizable under a
 //! [`ModelKind`], returning a [`Verdict`] value; [`check_set`],
 //! [`check_counter`] and [`stats`] check other properties of the same ops.
+//! [`Checker`] and [`check`] are the one dispatch over them that every
+//! caller uses.
 
 mod compile;
 mod counter;
+mod dispatch;
 mod linear;
 mod model;
 mod search;
@@ -13,6 +16,7 @@ mod set;
 mod stats;
 
 pub use counter::{CounterReport, check_counter};
+pub use dispatch::{Checker, Judgement, check};
 pub use linear::{LinReport, check_linearizable};
 pub use model::ModelKind;
 pub use set::{SetReport, check_set};

@@ -1,23 +1,13 @@
 //! `faultline check`: check history files and report one verdict line per file.
 
 use crate::convert::InputFormat;
+use crate::exit::Exit;
 use anyhow::{Context, Result, bail};
-use faultline_checkers::{
-    LinOptions, ModelKind, Verdict, check_counter, check_linearizable, check_set, stats,
-};
+use faultline_checkers::{Checker, LinOptions, ModelKind, Verdict, stats};
 use faultline_history::{Format, Op, pair, read_path};
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// Exit code: every file valid.
-pub const EXIT_VALID: u8 = 0;
-/// Exit code: some file invalid.
-pub const EXIT_INVALID: u8 = 1;
-/// Exit code: some file unknown, none invalid.
-pub const EXIT_UNKNOWN: u8 = 2;
-/// Exit code: an error (unreadable file, bad flags, unsupported ops).
-pub const EXIT_ERROR: u8 = 3;
+use std::time::Duration;
 
 /// What to check a history for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,24 +31,22 @@ pub enum ModelArg {
 }
 
 impl ModelArg {
-    fn lin(self) -> Option<ModelKind> {
-        Some(match self {
-            ModelArg::Register => ModelKind::Register,
-            ModelArg::CasRegister => ModelKind::CasRegister,
-            ModelArg::Kv => ModelKind::Kv,
-            ModelArg::Append => ModelKind::Append,
-            ModelArg::MultiRegister => ModelKind::MultiRegister,
-            ModelArg::Mutex => ModelKind::Mutex,
-            ModelArg::Set | ModelArg::Counter => return None,
-        })
+    /// The checker this names.
+    pub fn checker(self) -> Checker {
+        match self {
+            ModelArg::Register => Checker::Linearizable(ModelKind::Register),
+            ModelArg::CasRegister => Checker::Linearizable(ModelKind::CasRegister),
+            ModelArg::Kv => Checker::Linearizable(ModelKind::Kv),
+            ModelArg::Append => Checker::Linearizable(ModelKind::Append),
+            ModelArg::MultiRegister => Checker::Linearizable(ModelKind::MultiRegister),
+            ModelArg::Mutex => Checker::Linearizable(ModelKind::Mutex),
+            ModelArg::Set => Checker::Set,
+            ModelArg::Counter => Checker::Counter,
+        }
     }
 
     fn name(self) -> &'static str {
-        match self.lin() {
-            Some(m) => m.name(),
-            None if self == ModelArg::Set => "set",
-            None => "counter",
-        }
+        self.checker().name()
     }
 }
 
@@ -225,47 +213,37 @@ pub fn check_file(cfg: &CheckConfig, path: &std::path::Path) -> Result<Checked> 
         warnings: history.warnings,
         stats: st,
     };
-    match model.lin() {
-        Some(kind) => {
-            let mut opts = LinOptions::for_format(format, kind);
-            if let Some(init) = &cfg.initial {
-                opts.initial = init.clone();
-            }
-            opts.time_limit = Some(cfg.time_limit);
-            opts.threads = cfg.threads;
-            opts.memo_limit_bytes = cfg.memory_limit;
-            let report = check_linearizable(&ops, &opts)
-                .with_context(|| format!("{name}: cannot check as {}", kind.name()))?;
-            checked.verdict = report.verdict;
-            checked.check_ms = report.check_ms;
-            checked.shrink_ms = report.shrink_ms;
-            checked.partitions = report.partitions;
-        }
-        None => {
-            let start = Instant::now();
-            checked.verdict = if model == ModelArg::Set {
-                check_set(&ops).verdict
-            } else {
-                check_counter(&ops).verdict
-            };
-            checked.check_ms = start.elapsed().as_secs_f64() * 1000.0;
-        }
+    let mut opts = LinOptions::for_format(
+        format,
+        model.checker().model().unwrap_or(ModelKind::Register),
+    );
+    if let Some(init) = &cfg.initial {
+        opts.initial = init.clone();
     }
+    opts.time_limit = Some(cfg.time_limit);
+    opts.threads = cfg.threads;
+    opts.memo_limit_bytes = cfg.memory_limit;
+    let j = faultline_checkers::check(model.checker(), &ops, &opts)
+        .with_context(|| format!("{name}: cannot check as {}", model.name()))?;
+    checked.verdict = j.verdict;
+    checked.check_ms = j.check_ms;
+    checked.shrink_ms = j.shrink_ms;
+    checked.partitions = j.partitions.max(1);
     Ok(checked)
 }
 
-/// The exit code for a set of results: 3 if any error, else 1 if any invalid,
-/// else 2 if any unknown, else 0.
-pub fn exit_code(results: &[FileResult]) -> u8 {
+/// The exit for a set of results: an error if any, else invalid if any,
+/// else unknown if any, else valid.
+pub fn exit_code(results: &[FileResult]) -> Exit {
     let verdicts = || results.iter().filter_map(|r| r.outcome.as_ref().ok());
     if results.iter().any(|r| r.outcome.is_err()) {
-        EXIT_ERROR
+        Exit::Error
     } else if verdicts().any(|c| matches!(c.verdict, Verdict::Invalid { .. })) {
-        EXIT_INVALID
+        Exit::Invalid
     } else if verdicts().any(|c| matches!(c.verdict, Verdict::Unknown { .. })) {
-        EXIT_UNKNOWN
+        Exit::Unknown
     } else {
-        EXIT_VALID
+        Exit::Valid
     }
 }
 
@@ -329,11 +307,11 @@ pub fn render_json(results: &[FileResult]) -> serde_json::Value {
             }),
         })
         .collect();
-    json!({"files": files, "exit_code": exit_code(results)})
+    json!({"files": files, "exit_code": exit_code(results).code()})
 }
 
-/// Runs `faultline check`: checks every file, prints, and returns the exit code.
-pub fn run(cfg: &CheckConfig) -> u8 {
+/// Runs `faultline check`: checks every file, prints, and returns the exit.
+pub fn run(cfg: &CheckConfig) -> Exit {
     let mut results = Vec::new();
     for path in &cfg.files {
         let outcome = check_file(cfg, path).map_err(|e| format!("{e:#}"));

@@ -1,273 +1,285 @@
-//! A running cluster: node processes (through the [`Supervisor`]), a proxy on
-//! every directed peer link (and optionally on every client link), the
-//! nodes' `/status`, and [`Cluster::apply`], which carries out a nemesis
-//! [`Fault`].
+//! A running cluster of any system under test: node processes (through the
+//! [`Supervisor`]), a proxy on every directed link of every peer port (and,
+//! when a fault needs them, on every client link), the client protocol, the
+//! readiness and leader probes, and [`Cluster::apply`], the one place that
+//! carries out a nemesis [`Fault`].
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::nemesis::Fault;
+use crate::nemesis::{CutMode, Fault, LinkScope};
 use crate::proxy::{LinkMode, Proxy};
-use crate::supervisor::{NodeProgram, NodeSpec, ProcState, Supervisor};
-use crate::sut::{ClusterPlan, Db, PeerRouting, Target};
+use crate::supervisor::{NodeSpec, ProcState, Supervisor};
+use crate::sut::protocol::{self, ProtocolEnv};
+use crate::sut::{Db, Endpoint, NodeNames, Protocol, ReadMode, Routing, Status, demux, probe};
 
 /// How to build a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
     /// Number of nodes (ids `n1`..).
     pub nodes: usize,
-    /// The node program.
-    pub program: NodeProgram,
     /// Put a proxy on every client→node link too.
-    pub client_proxies: bool,
-    /// Extra flags for every node (e.g. `--bug NAME`).
-    pub node_args: Vec<String>,
+    pub client_links: bool,
+    /// How the run's clients read.
+    pub read_mode: ReadMode,
     /// Seed for the proxies' jitter and loss draws.
     pub seed: u64,
+    /// No proxies at all: nodes dial each other's real ports (benchmarks).
+    pub direct: bool,
 }
 
-/// A node's `/status` answer (the fields the harness uses).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Status {
-    /// The node's id.
-    pub id: String,
-    /// `follower`, `pre_candidate`, `candidate` or `leader`.
-    pub role: String,
-    /// Current term.
-    pub term: u64,
-    /// The leader it knows, if any.
-    pub leader: Option<String>,
-    /// Commit index.
-    #[serde(default)]
-    pub commit_index: u64,
+/// Where a cluster keeps its files.
+#[derive(Clone, Debug)]
+pub struct ClusterPaths {
+    /// Node data directories and logs (`nodes/`).
+    pub nodes: PathBuf,
+    /// Client programs' stderr (`clients/`).
+    pub clients: PathBuf,
 }
 
-/// One node as the harness addresses it.
-#[derive(Clone, Debug, Serialize)]
-pub struct NodeInfo {
-    /// Its id.
-    pub id: String,
-    /// The URL clients use (a proxy when client proxies are on).
-    pub client_url: String,
-    /// The node's own client URL (for `/status`, never proxied).
-    pub direct_url: String,
-    /// Where it accepts peers.
-    pub peer_addr: SocketAddr,
+impl ClusterPaths {
+    /// `nodes/` and `clients/` under `dir`.
+    pub fn under(dir: &Path) -> ClusterPaths {
+        ClusterPaths {
+            nodes: dir.join("nodes"),
+            clients: dir.join("clients"),
+        }
+    }
 }
 
 /// A running cluster. Dropping it kills every node.
 pub struct Cluster {
-    /// The nodes, in id order.
-    pub nodes: Vec<NodeInfo>,
+    /// The system.
+    pub db: Arc<Db>,
+    /// What its templates saw: ids, ports, dial addresses, data directories.
+    pub names: NodeNames,
+    /// The nodes as clients address them.
+    pub endpoints: Vec<Endpoint>,
     /// The processes.
-    pub supervisor: Supervisor,
-    /// `links[i][j]`: the proxy node `i` dials to reach node `j` (`None` on the diagonal).
-    links: Vec<Vec<Option<Proxy>>>,
+    pub supervisor: Arc<Supervisor>,
+    /// The client protocol.
+    pub protocol: Arc<dyn Protocol>,
+    /// `links[port][i][j]`: the proxy node `i` dials to reach node `j` on
+    /// that peer port (`None` on the diagonal).
+    links: BTreeMap<String, Vec<Vec<Option<Proxy>>>>,
     client_links: Vec<Option<Proxy>>,
     net: std::sync::Mutex<Net>,
     http: reqwest::Client,
-    nodes_dir: std::path::PathBuf,
-    db: std::sync::Arc<dyn Db>,
+    paths: ClusterPaths,
 }
 
-/// The network faults in force: which directed links are cut, and the mode
-/// every other link has.
+/// The network faults in force: which directed links are cut (and how),
+/// and the mode every other peer link and every client link has.
 #[derive(Debug)]
 struct Net {
-    cut: BTreeSet<(usize, usize)>,
-    quality: LinkMode,
+    cut: BTreeMap<(usize, usize), CutMode>,
+    peers: LinkMode,
+    clients: LinkMode,
+}
+
+/// The last `lines` lines of a log file.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let t: Vec<&str> = text.lines().rev().take(lines).collect();
+    t.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 impl Cluster {
-    /// Starts proxies and faultline-node nodes; data and logs go under `nodes_dir`.
+    /// Starts proxies and the nodes of `db`, and its client protocol.
     pub async fn start(
+        db: Arc<Db>,
         cfg: &ClusterConfig,
-        nodes_dir: &Path,
-        cancel: CancellationToken,
-        tracker: &TaskTracker,
-    ) -> Result<Cluster> {
-        let db = std::sync::Arc::new(crate::sut::faultline::FaultlineDb {
-            program: cfg.program.clone(),
-            extra_args: cfg.node_args.clone(),
-            per_node_args: Default::default(),
-        });
-        Cluster::start_db(db, cfg, nodes_dir, cancel, tracker).await
-    }
-
-    /// The system under test.
-    pub fn db(&self) -> std::sync::Arc<dyn Db> {
-        self.db.clone()
-    }
-
-    /// Starts proxies and nodes of `db` (`cfg.program` and `cfg.node_args`
-    /// are ignored: `db` says what to run).
-    pub async fn start_db(
-        db: std::sync::Arc<dyn Db>,
-        cfg: &ClusterConfig,
-        nodes_dir: &Path,
+        paths: &ClusterPaths,
         cancel: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Cluster> {
         let n = cfg.nodes;
-        std::fs::create_dir_all(nodes_dir)
-            .with_context(|| format!("cannot create {}", nodes_dir.display()))?;
+        std::fs::create_dir_all(&paths.nodes)
+            .with_context(|| format!("cannot create {}", paths.nodes.display()))?;
         let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        let port_names = db.port_names();
         // The nodes bind these a moment later; a clash would show up as a
         // node that fails to start (see `ports` for why they cannot clash
         // with the kernel's own choices).
-        let mut addrs = faultline_node::ports::reserve_loopback_ports(2 * n)
+        let reserved = faultline_node::ports::reserve_loopback_ports(port_names.len() * n)
             .context("cannot reserve loopback ports for the nodes")?;
-        let peer_addrs = addrs.split_off(n);
-        let client_addrs = addrs;
+        let ports: Vec<BTreeMap<String, u16>> = (0..n)
+            .map(|i| {
+                port_names
+                    .iter()
+                    .enumerate()
+                    .map(|(k, name)| (name.clone(), reserved[i * port_names.len() + k].port()))
+                    .collect()
+            })
+            .collect();
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
 
-        let mut links: Vec<Vec<Option<Proxy>>> = Vec::with_capacity(n);
-        for i in 0..n {
-            let mut row = Vec::with_capacity(n);
-            for (j, peer) in peer_addrs.iter().enumerate() {
-                if i == j {
-                    row.push(None);
-                    continue;
+        let supervisor = Arc::new(Supervisor::new(Vec::new()));
+        let mut links = BTreeMap::new();
+        let mut dial = BTreeMap::new();
+        for name in db.peer_ports() {
+            let mut rows: Vec<Vec<Option<Proxy>>> = Vec::with_capacity(n);
+            for i in 0..n {
+                let mut row = Vec::with_capacity(n);
+                for (j, own) in ports.iter().enumerate() {
+                    if i == j || cfg.direct {
+                        row.push(None);
+                        continue;
+                    }
+                    let seed = cfg.seed ^ ((i as u64) << 32 | j as u64) ^ hash(&name);
+                    let p = Proxy::start(addr(own[&name]), seed, cancel.clone(), tracker)
+                        .await
+                        .context("cannot start a link proxy")?;
+                    row.push(Some(p));
                 }
-                let seed = cfg.seed ^ ((i as u64) << 32 | j as u64);
-                let p = Proxy::start(*peer, seed, cancel.clone(), tracker)
-                    .await
-                    .context("cannot start a link proxy")?;
-                row.push(Some(p));
+                rows.push(row);
             }
-            links.push(row);
+            // What node i dials to reach node j (and, on the diagonal, what
+            // the others dial to reach i): its own link proxy, or for
+            // systems whose nodes advertise one peer address, a
+            // demultiplexer per destination that hands each connection to
+            // the dialler's link.
+            let mut m: Vec<Vec<u16>> = (0..n)
+                .map(|i| {
+                    (0..n)
+                        .map(|j| match &rows[i][j] {
+                            Some(p) => p.addr().port(),
+                            None => ports[j][&name],
+                        })
+                        .collect()
+                })
+                .collect();
+            if db.routing() == Routing::PerDestination && !cfg.direct {
+                for j in 0..n {
+                    let column: Vec<Option<SocketAddr>> = (0..n)
+                        .map(|i| rows[i][j].as_ref().map(Proxy::addr))
+                        .collect();
+                    let sup = supervisor.clone();
+                    let who: demux::WhoIs = Arc::new(move |g| sup.node_of_group(g));
+                    let inbound =
+                        demux::start(ids.clone(), column, who, cancel.clone(), tracker).await?;
+                    for row in m.iter_mut() {
+                        row[j] = inbound.port();
+                    }
+                }
+            }
+            dial.insert(name.clone(), m);
+            links.insert(name, rows);
         }
         let mut client_links = Vec::with_capacity(n);
-        for (i, addr) in client_addrs.iter().enumerate() {
-            if cfg.client_proxies {
+        let mut endpoints = Vec::with_capacity(n);
+        for (i, own) in ports.iter().enumerate() {
+            let direct = addr(own["client"]);
+            let proxy = if cfg.client_links {
                 let seed = cfg.seed ^ (0xc11e_u64 << 32 | i as u64);
-                let p = Proxy::start(*addr, seed, cancel.clone(), tracker)
-                    .await
-                    .context("cannot start a client proxy")?;
-                client_links.push(Some(p));
+                Some(
+                    Proxy::start(direct, seed, cancel.clone(), tracker)
+                        .await
+                        .context("cannot start a client proxy")?,
+                )
             } else {
-                client_links.push(None);
-            }
-        }
-
-        let mut nodes = Vec::with_capacity(n);
-        let mut specs = Vec::with_capacity(n);
-        for i in 0..n {
-            let direct_url = format!("http://{}", client_addrs[i]);
-            let client_url = match &client_links[i] {
-                Some(p) => format!("http://{}", p.addr()),
-                None => direct_url.clone(),
+                None
             };
-            nodes.push(NodeInfo {
+            endpoints.push(Endpoint {
                 id: ids[i].clone(),
-                client_url,
-                direct_url,
-                peer_addr: peer_addrs[i],
+                addr: proxy.as_ref().map_or(direct, Proxy::addr),
+                direct,
             });
+            client_links.push(proxy);
         }
-        // Where node i dials node j: its own link proxy, or (for systems
-        // whose members advertise one peer address) a demultiplexer per
-        // destination that hands each connection to the dialler's link.
-        let mut dial: Vec<Vec<Option<SocketAddr>>> = links
-            .iter()
-            .map(|row| row.iter().map(|p| p.as_ref().map(Proxy::addr)).collect())
-            .collect();
-        if db.routing() == PeerRouting::PerDestination {
-            for j in 0..n {
-                let column: Vec<Option<SocketAddr>> = (0..n).map(|i| dial[i][j]).collect();
-                let inbound =
-                    crate::sut::demux::start(ids.clone(), column, cancel.clone(), tracker).await?;
-                for (i, row) in dial.iter_mut().enumerate() {
-                    row[j] = (i != j).then_some(inbound);
-                }
-            }
-        }
-        let plan = ClusterPlan {
+        let names = NodeNames {
             ids: ids.clone(),
-            client_addrs: client_addrs.clone(),
-            client_urls: nodes.iter().map(|x| x.client_url.clone()).collect(),
-            peer_addrs: peer_addrs.clone(),
+            ports,
             dial,
-            data_dirs: ids.iter().map(|id| nodes_dir.join(id)).collect(),
+            data_dirs: ids.iter().map(|id| paths.nodes.join(id)).collect(),
+            faultline: std::env::current_exe().context("cannot locate the faultline executable")?,
+            spec_dir: db.spec_dir.clone(),
         };
         for (i, id) in ids.iter().enumerate() {
-            specs.push(NodeSpec {
+            supervisor.add(NodeSpec {
                 id: id.clone(),
-                args: db.node_args(&plan, i),
-                log_path: nodes_dir.join(format!("{id}.log")),
+                launch: db.launch(&names, i)?,
+                log_path: paths.nodes.join(format!("{id}.log")),
             });
         }
-        let supervisor = Supervisor::new(db.program(), specs);
         supervisor.start_all()?;
+        let protocol = protocol::build(
+            &db,
+            &names,
+            ProtocolEnv {
+                endpoints: endpoints.clone(),
+                read_mode: cfg.read_mode,
+                supervisor: supervisor.clone(),
+                log_dir: paths.clients.clone(),
+            },
+        )?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(500))
+            .timeout(Duration::from_millis(1000))
             .pool_max_idle_per_host(2)
             .build()
             .context("cannot build the HTTP client")?;
         Ok(Cluster {
-            nodes,
+            db,
+            names,
+            endpoints,
             supervisor,
+            protocol,
             links,
             client_links,
             net: std::sync::Mutex::new(Net {
-                cut: BTreeSet::new(),
-                quality: LinkMode::Pass,
+                cut: BTreeMap::new(),
+                peers: LinkMode::Pass,
+                clients: LinkMode::Pass,
             }),
             http,
-            nodes_dir: nodes_dir.to_path_buf(),
-            db,
+            paths: paths.clone(),
         })
     }
 
     /// Node ids in order.
     pub fn ids(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.id.clone()).collect()
+        self.names.ids.clone()
     }
 
     fn index_of(&self, id: &str) -> Result<usize> {
-        match self.nodes.iter().position(|n| n.id == id) {
+        match self.names.ids.iter().position(|n| n == id) {
             Some(i) => Ok(i),
             None => bail!("no node named {id}"),
         }
     }
 
-    /// The proxy node `from` dials to reach node `to`.
-    pub fn link(&self, from: &str, to: &str) -> Result<&Proxy> {
+    /// The proxy node `from` dials to reach node `to` on peer port `port`.
+    pub fn link(&self, port: &str, from: &str, to: &str) -> Result<&Proxy> {
         let (i, j) = (self.index_of(from)?, self.index_of(to)?);
-        match &self.links[i][j] {
+        match self.links.get(port).and_then(|rows| rows[i][j].as_ref()) {
             Some(p) => Ok(p),
-            None => bail!("no link from a node to itself"),
+            None => bail!("no link {from}→{to} on port {port}"),
         }
     }
 
-    /// The proxy on the client link to `node`, when client proxies are on.
+    /// The proxy on the client link to `node`, when client links are proxied.
     pub fn client_link(&self, node: &str) -> Result<Option<&Proxy>> {
         Ok(self.client_links[self.index_of(node)?].as_ref())
     }
 
-    /// One node's `/status`, or `None` if it does not answer in time.
+    /// One node's status from the leader probe, or `None`.
     pub async fn status(&self, id: &str) -> Option<Status> {
         let i = self.index_of(id).ok()?;
-        let node = &self.nodes[i];
-        let target = Target {
-            id: node.id.clone(),
-            client_url: node.client_url.clone(),
-            direct_url: node.direct_url.clone(),
-        };
-        self.db.status(&self.http, &target, &self.ids()).await
+        probe::status(&self.db, &self.names, i, &self.http, &*self.protocol).await
     }
 
-    /// Every node's `/status`, concurrently, in id order.
+    /// Every node's status, concurrently, in id order.
     pub async fn statuses(&self) -> Vec<Option<Status>> {
-        let futs = self.nodes.iter().map(|n| self.status(&n.id));
-        futures::future::join_all(futs).await
+        let ids = self.ids();
+        futures::future::join_all(ids.iter().map(|id| self.status(id))).await
     }
 
     /// The leader with the highest term among nodes that say they lead.
@@ -276,51 +288,70 @@ impl Cluster {
             .await
             .into_iter()
             .flatten()
-            .filter(|s| s.role == "leader")
+            .filter(Status::leads)
             .max_by_key(|s| s.term)
             .map(|s| s.id)
     }
 
-    /// Waits until a leader is known to a majority, or the deadline.
-    pub async fn wait_for_leader(&self, within: Duration) -> Result<String> {
+    /// The last lines of a node's log.
+    pub fn log_tail(&self, id: &str) -> String {
+        tail(&self.paths.nodes.join(format!("{id}.log")), 5)
+    }
+
+    fn exited(&self) -> Result<()> {
+        if let Some((id, what)) = self.supervisor.poll_exits().into_iter().next() {
+            bail!(
+                "node {id} {what} before the cluster was ready; the end of {}:\n{}",
+                self.paths.nodes.join(format!("{id}.log")).display(),
+                self.log_tail(&id)
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until every node's readiness probe passes, then (when the
+    /// system says who leads) until a leader is known to a majority.
+    /// Returns the leader, if known.
+    pub async fn wait_ready(&self, within: Duration) -> Result<Option<String>> {
         let deadline = Instant::now() + within;
-        loop {
-            // A node that dies while the cluster forms will not come back:
-            // say so now, with the end of its log, instead of timing out.
-            if let Some((id, what)) = self.supervisor.poll_exits().into_iter().next() {
-                let log = self.nodes_dir.join(format!("{id}.log"));
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(5).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                bail!(
-                    "node {id} {what} before a leader was elected; the end of {}:\n{}",
-                    log.display(),
-                    tail.join("\n")
-                );
-            }
-            let statuses = self.statuses().await;
-            let leaders: Vec<&Status> = statuses
-                .iter()
-                .flatten()
-                .filter(|s| s.role == "leader")
-                .collect();
-            if let Some(l) = leaders.iter().max_by_key(|s| s.term) {
-                let agree = statuses
-                    .iter()
-                    .flatten()
-                    .filter(|s| s.leader.as_deref() == Some(l.id.as_str()) && s.term == l.term)
-                    .count();
-                if agree > self.nodes.len() / 2 {
-                    return Ok(l.id.clone());
+        let ready_timeout = self.db.ready_timeout().min(within);
+        let ready_until = Instant::now() + ready_timeout;
+        for (i, id) in self.names.ids.iter().enumerate() {
+            loop {
+                self.exited()?;
+                match probe::ready(&self.db, &self.names, i, &self.http).await {
+                    Ok(()) => break,
+                    Err(why) if Instant::now() >= ready_until => bail!(
+                        "{}: ready: node {id} did not pass its readiness probe within {:.1} s \
+                         (last: {why}); the end of its log:\n{}",
+                        self.db.file(),
+                        ready_timeout.as_secs_f64(),
+                        self.log_tail(id)
+                    ),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
+            }
+        }
+        if !self.db.has_leader_probe() {
+            return Ok(None);
+        }
+        loop {
+            self.exited()?;
+            let statuses = self.statuses().await;
+            if let Some(l) = agreed_leader(&statuses) {
+                return Ok(Some(l));
             }
             if Instant::now() >= deadline {
                 let seen: Vec<String> = statuses
                     .iter()
-                    .zip(&self.nodes)
-                    .map(|(s, n)| match s {
-                        Some(s) => format!("{}: {} term {}", n.id, s.role, s.term),
-                        None => format!("{}: no answer", n.id),
+                    .zip(&self.names.ids)
+                    .map(|(s, id)| match s {
+                        Some(s) => format!(
+                            "{id}: {}{}",
+                            s.role,
+                            s.term.map(|t| format!(" term {t}")).unwrap_or_default()
+                        ),
+                        None => format!("{id}: no answer"),
                     })
                     .collect();
                 bail!(
@@ -333,35 +364,53 @@ impl Cluster {
         }
     }
 
-    /// Changes the network faults and sets every peer link's mode to match.
+    /// Changes the network faults and sets every link's mode to match.
     fn with_net(&self, change: impl FnOnce(&mut Net)) {
         let mut net = self.net.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut net);
-        for (i, row) in self.links.iter().enumerate() {
-            for (j, p) in row.iter().enumerate() {
-                if let Some(p) = p {
-                    let m = if net.cut.contains(&(i, j)) {
-                        LinkMode::Blackhole
-                    } else {
-                        net.quality
-                    };
-                    if p.mode() != m {
-                        p.set_mode(m);
+        for rows in self.links.values() {
+            for (i, row) in rows.iter().enumerate() {
+                for (j, p) in row.iter().enumerate() {
+                    if let Some(p) = p {
+                        let m = match net.cut.get(&(i, j)) {
+                            Some(CutMode::Blackhole) => LinkMode::Blackhole,
+                            Some(CutMode::Reject) => LinkMode::Reject,
+                            None => net.peers,
+                        };
+                        if p.mode() != m {
+                            p.set_mode(m);
+                        }
                     }
                 }
             }
         }
+        for p in self.client_links.iter().flatten() {
+            if p.mode() != net.clients {
+                p.set_mode(net.clients);
+            }
+        }
+    }
+
+    fn set_quality(&self, links: LinkScope, m: LinkMode) {
+        self.with_net(|net| {
+            if links.peers() {
+                net.peers = m;
+            }
+            if links.clients() {
+                net.clients = m;
+            }
+        });
     }
 
     /// Carries out one fault. Returns a short description of what was done.
     pub fn apply(&self, fault: &Fault) -> Result<String> {
         match fault {
-            Fault::Partition { cut, .. } => {
+            Fault::Partition { cut, mode, .. } => {
                 let mut pairs = Vec::with_capacity(cut.len());
                 for [a, b] in cut {
                     pairs.push((self.index_of(a)?, self.index_of(b)?));
                 }
-                self.with_net(|net| net.cut.extend(pairs));
+                self.with_net(|net| net.cut.extend(pairs.into_iter().map(|p| (p, *mode))));
                 Ok(format!("{} links cut", cut.len()))
             }
             Fault::Heal => {
@@ -387,31 +436,43 @@ impl Cluster {
             Fault::LinkDelay {
                 latency_ms,
                 jitter_ms,
+                links,
             } => {
                 let m = LinkMode::Delay {
                     latency_ms: *latency_ms,
                     jitter_ms: *jitter_ms,
                 };
-                self.with_net(|net| net.quality = m);
+                self.set_quality(*links, m);
                 Ok(format!("links delayed {latency_ms}±{jitter_ms} ms"))
             }
-            Fault::LinkLoss { probability } => {
+            Fault::LinkLoss { probability, links } => {
                 let m = LinkMode::Loss {
                     probability: *probability,
                 };
-                self.with_net(|net| net.quality = m);
+                self.set_quality(*links, m);
                 Ok(format!(
                     "links lose connections at p={probability} per chunk"
                 ))
             }
+            Fault::LinkBandwidth {
+                bytes_per_sec,
+                links,
+            } => {
+                let m = LinkMode::Bandwidth {
+                    bytes_per_sec: *bytes_per_sec,
+                };
+                self.set_quality(*links, m);
+                Ok(format!("links limited to {bytes_per_sec} B/s"))
+            }
             Fault::ClearLinks => {
-                self.with_net(|net| net.quality = LinkMode::Pass);
+                self.set_quality(LinkScope::AllLinks, LinkMode::Pass);
                 Ok("links clear".into())
             }
             Fault::Clear => {
                 self.with_net(|net| {
                     net.cut.clear();
-                    net.quality = LinkMode::Pass;
+                    net.peers = LinkMode::Pass;
+                    net.clients = LinkMode::Pass;
                 });
                 let resumed = self.resume_paused()?;
                 let restarted = self.restart_killed()?;
@@ -444,5 +505,72 @@ impl Cluster {
             }
         }
         Ok(out)
+    }
+}
+
+/// The leader a majority agrees on: the leader of the highest term, named
+/// by a majority when the system reports whom nodes follow, else answered
+/// by a majority of nodes (the system only says who leads).
+pub fn agreed_leader(statuses: &[Option<Status>]) -> Option<String> {
+    let n = statuses.len();
+    let answered: Vec<&Status> = statuses.iter().flatten().collect();
+    let l = answered
+        .iter()
+        .filter(|s| s.leads())
+        .max_by_key(|s| s.term)?;
+    let names_leaders = answered.iter().any(|s| s.leader.is_some());
+    let agree = if names_leaders {
+        answered
+            .iter()
+            .filter(|s| s.leader.as_deref() == Some(l.id.as_str()) && s.term == l.term)
+            .count()
+    } else {
+        answered.len()
+    };
+    (agree > n / 2).then(|| l.id.clone())
+}
+
+fn hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(id: &str, role: &str, term: Option<u64>, leader: Option<&str>) -> Option<Status> {
+        Some(Status {
+            id: id.into(),
+            role: role.into(),
+            term,
+            leader: leader.map(String::from),
+        })
+    }
+
+    #[test]
+    fn a_leader_needs_a_majority() {
+        let named = [
+            st("n1", "leader", Some(3), Some("n1")),
+            st("n2", "follower", Some(3), Some("n1")),
+            None,
+        ];
+        assert_eq!(agreed_leader(&named).as_deref(), Some("n1"));
+        let stale = [
+            st("n1", "leader", Some(3), Some("n1")),
+            st("n2", "follower", Some(2), Some("n1")),
+            None,
+        ];
+        assert_eq!(agreed_leader(&stale), None);
+        // A system that only says who leads: a majority must answer.
+        let roles = [
+            st("n1", "leader", None, None),
+            st("n2", "follower", None, None),
+            None,
+        ];
+        assert_eq!(agreed_leader(&roles).as_deref(), Some("n1"));
+        let lonely = [st("n1", "leader", None, None), None, None];
+        assert_eq!(agreed_leader(&lonely), None);
     }
 }

@@ -1,17 +1,28 @@
 //! The `faultline` controller as a library: each subcommand's validated
-//! configuration and its implementation, so tests can call them without the binary.
+//! configuration and its implementation, so tests can call them without
+//! the binary. ARCHITECTURE.md has the code map.
 
+pub mod analyze;
 pub mod bench;
 pub mod check;
 pub mod client;
 pub mod cluster;
 pub mod convert;
+pub mod dbbench;
+pub mod exit;
+pub mod faults;
+pub mod list;
 pub mod nemesis;
 pub mod nightly;
 pub mod proxy;
 pub mod recorder;
 pub mod report;
 pub mod run;
+pub mod settings;
+pub mod stats;
+pub mod store;
+pub mod summary;
 pub mod supervisor;
 pub mod sut;
+pub mod traffic;
 pub mod verdict;

@@ -5,22 +5,12 @@
 //! codes. Adding a subcommand is a variant in [`Command`] and one match arm.
 
 use clap::{Parser, Subcommand};
+use faultline::exit::{Exit, help_line};
 use std::process::ExitCode;
-
-/// Exit code for an error: unreadable file, bad flags, internal failure.
-const EXIT_ERROR: u8 = 3;
-
-/// Exit code for bad arguments (clap errors and failed validation).
-const EXIT_USAGE: u8 = 4;
 
 /// faultline: a Jepsen-style fault-injection harness.
 #[derive(Debug, Parser)]
-#[command(
-    name = "faultline",
-    version,
-    about,
-    after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown, 3 harness or cluster error, 4 bad arguments."
-)]
+#[command(name = "faultline", version, about, after_help = help_line())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,17 +21,17 @@ enum Command {
     /// Check history files (linearizability, set, counter).
     Check(faultline::check::CheckArgs),
     /// Start a cluster, inject faults, drive clients, check and store the run.
-    #[command(
-        after_help = "Stores store/<workload>/<timestamp>/ with history.jsonl, nemesis.jsonl, \
-config.json, results.json and nodes/ (logs and data); store/latest points at the newest run.\n\
-Exit codes: 0 valid, 1 invalid, 2 unknown (or interrupted), 3 harness or cluster error, 4 bad arguments."
-    )]
-    Run(faultline::run::RunArgs),
+    #[command(after_help = format!(
+        "Stores store/<workload>/<timestamp>/ with history.jsonl, nemesis.jsonl, \
+config.json, results.json, nodes/ (logs and data) and the report; store/latest points at the newest run.\n{}",
+        help_line()
+    ))]
+    Run(faultline::settings::RunArgs),
     /// Re-check a stored run (a run folder, or `latest`).
-    #[command(after_help = "Exit codes: 0 valid, 1 invalid, 2 unknown, 3 error, 4 bad arguments.")]
-    Analyze(faultline::run::AnalyzeArgs),
-    /// Closed-loop benchmark of faultline-node and etcd with the same client code, no faults.
-    Bench(faultline::sut::bench::DbBenchArgs),
+    #[command(after_help = help_line())]
+    Analyze(faultline::analyze::AnalyzeArgs),
+    /// Closed-loop benchmark of faultline-node and etcd, no faults.
+    Bench(faultline::dbbench::DbBenchArgs),
     /// Measure the fault proxy's added latency (pass mode) and exit.
     #[command(hide = true)]
     BenchProxy(faultline::bench::BenchArgs),
@@ -71,46 +61,44 @@ fn main() -> ExitCode {
         let rest = std::iter::once(std::ffi::OsString::from("faultline-node")).chain(args);
         return faultline_node::main_with_args(rest);
     }
+    // `check` promises exit 3 for bad flags (its issue predates the table's
+    // usage code); everything else exits 4.
+    let check = std::env::args().nth(1).is_some_and(|a| a == "check");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // `check` promises exit 3 for bad flags (issue 4); the rest use 4.
-            let check = std::env::args().nth(1).is_some_and(|a| a == "check");
             let code = match (e.use_stderr(), check) {
                 (false, _) => 0,
-                (true, true) => EXIT_ERROR,
-                (true, false) => EXIT_USAGE,
+                (true, true) => Exit::Error.code(),
+                (true, false) => Exit::Usage.code(),
             };
             // Printing can only fail if stdout/stderr are gone; nothing to do then.
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
-    let result: anyhow::Result<u8> = match cli.command {
+    let result: anyhow::Result<Exit> = match cli.command {
         Command::Check(args) => args.into_config().map(|cfg| faultline::check::run(&cfg)),
         Command::History(HistoryCommand::Convert(args)) => {
-            faultline::convert::run(&args).map(|()| 0)
+            faultline::convert::run(&args).map(|()| Exit::Valid)
         }
-        Command::Report(args) => faultline::report::run(&args),
+        Command::Report(args) => faultline::report::run(&args).map(|()| Exit::Valid),
         Command::List => {
-            print!("{}", faultline::run::list());
-            Ok(0)
+            print!("{}", faultline::list::list());
+            Ok(Exit::Valid)
         }
         Command::Run(args) => faultline::run::run(&args).map(|o| o.exit),
-        Command::Analyze(args) => faultline::run::analyze(&args),
-        Command::Bench(args) => faultline::sut::bench::run(&args).map(|()| 0),
-        Command::BenchProxy(args) => faultline::bench::run(&args).map(|()| 0),
+        Command::Analyze(args) => faultline::analyze::analyze(&args),
+        Command::Bench(args) => faultline::dbbench::run(&args).map(|()| Exit::Valid),
+        Command::BenchProxy(args) => faultline::bench::run(&args).map(|()| Exit::Valid),
         Command::NightlyReport(args) => faultline::nightly::run(&args),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
             eprintln!("faultline: error: {e:#}");
-            if e.downcast_ref::<faultline::run::UsageError>().is_some() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::from(EXIT_ERROR)
-            }
+            let exit = faultline::exit::of_error(&e);
+            ExitCode::from(if check { Exit::Error } else { exit }.code())
         }
     }
 }

@@ -117,9 +117,9 @@ pub fn parse_table(text: &str) -> Result<Vec<RunRow>> {
 /// Seconds from traffic start to the earliest witness op of an invalid run
 /// (see the module docs); `None` if the run folder cannot be read.
 pub fn detection_s(run_dir: &Path) -> Option<f64> {
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("results.json")).ok()?).ok()?;
-    let result = &results["checker"]["result"];
+    let run = crate::store::RunDir::open(run_dir).ok()?;
+    let results = run.read_results().ok()??;
+    let result = &results.checker["result"];
     let mut idx: Vec<u64> = Vec::new();
     for w in [&result["witness"], &result["Invalid"]["witness"]] {
         idx.extend(w["op"]["index"].as_u64());
@@ -127,12 +127,7 @@ pub fn detection_s(run_dir: &Path) -> Option<f64> {
             idx.extend(o["index"].as_u64());
         }
     }
-    let fallback = || {
-        let cfg: Value = std::fs::read_to_string(run_dir.join("config.json"))
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())?;
-        cfg["settings"]["time_limit_s"].as_f64()
-    };
+    let fallback = || Some(run.read_config().ok()??.settings.time_limit_s);
     if idx.is_empty() {
         return fallback();
     }
@@ -301,7 +296,7 @@ pub fn summary(rows: &[RunRow], wall_s: f64, note: &str) -> String {
 }
 
 /// Writes junit.xml and summary.md; returns 1 if any verdict was unexpected.
-pub fn run(args: &NightlyReportArgs) -> Result<u8> {
+pub fn run(args: &NightlyReportArgs) -> Result<crate::exit::Exit> {
     let text = std::fs::read_to_string(&args.results)
         .with_context(|| format!("cannot read {}", args.results.display()))?;
     let rows = parse_table(&text).with_context(|| format!("{}", args.results.display()))?;
@@ -312,7 +307,12 @@ pub fn run(args: &NightlyReportArgs) -> Result<u8> {
         summary(&rows, args.wall_s, &args.note),
     )
     .context("writing summary.md")?;
-    Ok(u8::from(rows.iter().any(|r| !r.as_expected())))
+    // Exit 1 (as for an invalid run) when any verdict was unexpected.
+    Ok(if rows.iter().any(|r| !r.as_expected()) {
+        crate::exit::Exit::Invalid
+    } else {
+        crate::exit::Exit::Valid
+    })
 }
 
 #[cfg(test)]

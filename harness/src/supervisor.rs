@@ -22,49 +22,70 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Serialize;
 
-/// How to run a node program: an executable and the arguments that come
-/// before the node's own (`["node"]` when re-running our own executable).
-#[derive(Clone, Debug, Serialize)]
-pub struct NodeProgram {
-    /// The executable.
-    pub exe: PathBuf,
-    /// Arguments placed before the node's flags.
-    pub prefix_args: Vec<String>,
-}
-
-impl NodeProgram {
-    /// Our own executable in its hidden `node` mode: nothing to build or find.
-    pub fn current_exe() -> Result<NodeProgram> {
-        let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
-        Ok(NodeProgram {
-            exe,
-            prefix_args: vec!["node".to_string()],
-        })
-    }
-
-    /// An explicit node executable (`--node-bin PATH`).
-    pub fn external(path: &Path) -> Result<NodeProgram> {
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("--node-bin {}: cannot read it", path.display()))?;
-        if !meta.is_file() {
-            bail!("--node-bin {}: not a file", path.display());
-        }
-        Ok(NodeProgram {
-            exe: path.to_path_buf(),
-            prefix_args: Vec::new(),
-        })
-    }
-}
+use crate::sut::Launch;
 
 /// Everything needed to (re)start one node.
 #[derive(Clone, Debug)]
 pub struct NodeSpec {
     /// The node's id, e.g. `n1`.
     pub id: String,
-    /// The node's flags (after the program's prefix arguments).
-    pub args: Vec<String>,
+    /// What to run, with its environment and files.
+    pub launch: Launch,
     /// Where stdout and stderr go (appended across restarts).
     pub log_path: PathBuf,
+}
+
+/// A helper process the harness runs beside the nodes (a client program):
+/// what to start.
+#[derive(Clone, Debug)]
+pub struct AuxCommand {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Its working directory.
+    pub cwd: PathBuf,
+}
+
+/// A running helper process with piped stdin and stdout, in its own
+/// process group; dropping it kills the group and reaps it.
+pub struct AuxChild {
+    child: Child,
+}
+
+impl AuxChild {
+    /// Its stdin and stdout as async pipes (once).
+    pub fn take_pipes(
+        &mut self,
+    ) -> Result<(tokio::process::ChildStdin, tokio::process::ChildStdout)> {
+        let stdin = self.child.stdin.take().context("no stdin pipe")?;
+        let stdout = self.child.stdout.take().context("no stdout pipe")?;
+        Ok((
+            tokio::process::ChildStdin::from_std(stdin).context("cannot use the stdin pipe")?,
+            tokio::process::ChildStdout::from_std(stdout).context("cannot use the stdout pipe")?,
+        ))
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for AuxChild {
+    fn drop(&mut self) {
+        let pg = self.child.id() as i32;
+        let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
+        let _ = self.child.wait();
+        unregister(pg);
+    }
 }
 
 /// A node's process state as the supervisor last left it.
@@ -87,9 +108,9 @@ struct Slot {
     unexpected_exit: Option<String>,
 }
 
-/// Owns every node process of one cluster.
+/// Owns every node process of one cluster (and helper processes such as
+/// client programs, started through the same spawner).
 pub struct Supervisor {
-    program: NodeProgram,
     slots: Mutex<Vec<Slot>>,
     spawner: Spawner,
 }
@@ -183,7 +204,7 @@ fn unregister(pg: i32) {
 
 impl Supervisor {
     /// A supervisor for these nodes; nothing runs until [`Supervisor::start`].
-    pub fn new(program: NodeProgram, specs: Vec<NodeSpec>) -> Supervisor {
+    pub fn new(specs: Vec<NodeSpec>) -> Supervisor {
         let slots = specs
             .into_iter()
             .map(|spec| Slot {
@@ -194,10 +215,19 @@ impl Supervisor {
             })
             .collect();
         Supervisor {
-            program,
             slots: Mutex::new(slots),
             spawner: Spawner::new(),
         }
+    }
+
+    /// Adds a node (not started).
+    pub fn add(&self, spec: NodeSpec) {
+        lock(&self.slots).push(Slot {
+            spec,
+            child: None,
+            state: ProcState::Killed,
+            unexpected_exit: None,
+        });
     }
 
     /// The ids of the nodes, in order.
@@ -232,7 +262,7 @@ impl Supervisor {
         if slot.child.is_some() {
             bail!("node {id} is already running");
         }
-        let child = spawn(&self.spawner, &self.program, &slot.spec)?;
+        let child = spawn(&self.spawner, &slot.spec)?;
         register(child.id() as i32);
         slot.child = Some(child);
         slot.state = ProcState::Running;
@@ -302,6 +332,41 @@ impl Supervisor {
         }
     }
 
+    /// The node whose process group is `pgid`, if any (to tell which node
+    /// dialled a connection).
+    pub fn node_of_group(&self, pgid: i32) -> Option<String> {
+        lock(&self.slots)
+            .iter()
+            .find(|s| s.child.as_ref().is_some_and(|c| c.id() as i32 == pgid))
+            .map(|s| s.spec.id.clone())
+    }
+
+    /// Starts a helper process (a client program) with piped stdin and
+    /// stdout and stderr appended to `log`, in its own process group, tied
+    /// to the controller's life like the nodes.
+    pub fn spawn_aux(&self, cmd: &AuxCommand, log: &Path) -> Result<AuxChild> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let err_log = open_log(log)?;
+        let mut c = Command::new(&cmd.program);
+        c.args(&cmd.args)
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&cmd.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err_log))
+            .process_group(0);
+        set_parent_death_signal(&mut c, nix::unistd::getpid());
+        let child = self
+            .spawner
+            .spawn(c)
+            .with_context(|| format!("cannot start {}", cmd.program.display()))?;
+        register(child.id() as i32);
+        Ok(AuxChild { child })
+    }
+
     /// The OS process ids of the running nodes (for tests and diagnostics).
     pub fn pids(&self) -> Vec<u32> {
         lock(&self.slots)
@@ -353,7 +418,18 @@ fn open_log(path: &Path) -> Result<File> {
         .with_context(|| format!("cannot open node log {}", path.display()))
 }
 
-fn spawn(spawner: &Spawner, program: &NodeProgram, spec: &NodeSpec) -> Result<Child> {
+fn spawn(spawner: &Spawner, spec: &NodeSpec) -> Result<Child> {
+    let launch = &spec.launch;
+    std::fs::create_dir_all(&launch.cwd)
+        .with_context(|| format!("cannot create {}", launch.cwd.display()))?;
+    for (path, text) in &launch.files {
+        let p = launch.cwd.join(path);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    }
     let mut log = open_log(&spec.log_path)?;
     let _ = writeln!(
         log,
@@ -365,9 +441,10 @@ fn spawn(spawner: &Spawner, program: &NodeProgram, spec: &NodeSpec) -> Result<Ch
             .unwrap_or(0.0)
     );
     let err_log = log.try_clone().context("cannot duplicate the node log")?;
-    let mut cmd = Command::new(&program.exe);
-    cmd.args(&program.prefix_args)
-        .args(&spec.args)
+    let mut cmd = Command::new(&launch.program);
+    cmd.args(&launch.args)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(err_log))
@@ -377,9 +454,13 @@ fn spawn(spawner: &Spawner, program: &NodeProgram, spec: &NodeSpec) -> Result<Ch
         .process_group(0);
     let parent = nix::unistd::getpid();
     set_parent_death_signal(&mut cmd, parent);
-    spawner
-        .spawn(cmd)
-        .with_context(|| format!("cannot start node {} ({})", spec.id, program.exe.display()))
+    spawner.spawn(cmd).with_context(|| {
+        format!(
+            "cannot start node {} ({})",
+            spec.id,
+            launch.program.display()
+        )
+    })
 }
 
 #[allow(unsafe_code)]
@@ -433,7 +514,13 @@ mod tests {
     fn sleeper(dir: &Path, id: &str) -> NodeSpec {
         NodeSpec {
             id: id.to_string(),
-            args: vec!["-c".into(), "echo started; exec sleep 600".into()],
+            launch: Launch {
+                program: PathBuf::from("/bin/sh"),
+                args: vec!["-c".into(), "cat conf; echo started; exec sleep 600".into()],
+                env: vec![],
+                files: vec![(PathBuf::from("conf"), format!("config of {id}\n"))],
+                cwd: dir.join(id),
+            },
             log_path: dir.join(format!("{id}.log")),
         }
     }
@@ -441,14 +528,7 @@ mod tests {
     #[test]
     fn kill_pause_resume_restart_and_drop_leave_nothing() {
         let dir = TestDir::new("kill_pause");
-        let program = NodeProgram {
-            exe: PathBuf::from("/bin/sh"),
-            prefix_args: vec![],
-        };
-        let sup = Supervisor::new(
-            program,
-            vec![sleeper(dir.path(), "n1"), sleeper(dir.path(), "n2")],
-        );
+        let sup = Supervisor::new(vec![sleeper(dir.path(), "n1"), sleeper(dir.path(), "n2")]);
         // Waits until n1's log shows `n` starts of the program itself.
         let wait_started = |n: usize| {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -465,6 +545,10 @@ mod tests {
         let pids = sup.pids();
         assert_eq!(pids.len(), 2);
         wait_started(1);
+        // The spec's files are written into the working directory first.
+        let log = std::fs::read_to_string(dir.path().join("n1.log")).unwrap_or_default();
+        assert!(log.contains("config of n1"), "{log}");
+        assert_eq!(sup.node_of_group(pids[1] as i32).as_deref(), Some("n2"));
         sup.pause("n1").expect("pause");
         assert_eq!(sup.state("n1").expect("state"), ProcState::Paused);
         sup.resume("n1").expect("resume");
@@ -483,11 +567,7 @@ mod tests {
 
     #[test]
     fn unknown_node_is_an_error() {
-        let program = NodeProgram {
-            exe: PathBuf::from("/bin/sh"),
-            prefix_args: vec![],
-        };
-        let sup = Supervisor::new(program, vec![]);
+        let sup = Supervisor::new(vec![]);
         assert!(sup.kill("n9").is_err());
     }
 }

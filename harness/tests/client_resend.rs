@@ -7,13 +7,15 @@
 
 mod run_common;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline::client::{self, ClientCtx, Counts, Pacer};
-use faultline::cluster::NodeInfo;
+use faultline::client::{self, ClientCtx};
 use faultline::recorder::Recorder;
+use faultline::supervisor::Supervisor;
+use faultline::sut::protocol::ProtocolEnv;
+use faultline::sut::protocol::faultline_http::FaultlineHttp;
+use faultline::sut::{Client, Endpoint, Protocol, ReadMode};
 use faultline_workloads::{OpSpec, Reply};
 use run_common::TestDir;
 use serde_json::json;
@@ -34,7 +36,7 @@ enum Script {
 /// `(node, X-Client-Id, X-Request-Seq)` of every request the fakes saw.
 type Seen = Arc<Mutex<Vec<(usize, String, String)>>>;
 
-async fn fake_node(index: usize, script: Script, seen: Seen) -> NodeInfo {
+async fn fake_node(index: usize, script: Script, seen: Seen) -> Endpoint {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -98,36 +100,41 @@ async fn fake_node(index: usize, script: Script, seen: Seen) -> NodeInfo {
             });
         }
     });
-    NodeInfo {
+    Endpoint {
         id: format!("n{}", index + 1),
-        client_url: format!("http://{addr}"),
-        direct_url: format!("http://{addr}"),
-        peer_addr: addr,
+        addr,
+        direct: addr,
     }
 }
 
-fn ctx(dir: &TestDir, nodes: Vec<NodeInfo>, attempt_ms: u64) -> ClientCtx {
-    ClientCtx {
-        workload: faultline_workloads::by_name("register")
+/// A context over the fake nodes through faultline's HTTP protocol, and one client.
+async fn ctx(dir: &TestDir, nodes: Vec<Endpoint>, attempt_ms: u64) -> (ClientCtx, Box<dyn Client>) {
+    let ids = nodes.iter().map(|n| n.id.clone()).collect();
+    let protocol: Arc<dyn Protocol> = Arc::new(
+        FaultlineHttp::new(ProtocolEnv {
+            endpoints: nodes,
+            read_mode: ReadMode::Linearizable,
+            supervisor: Arc::new(Supervisor::new(vec![])),
+            log_dir: dir.path().join("clients"),
+        })
+        .expect("protocol"),
+    );
+    let client = protocol.client(0).await.expect("client");
+    let ctx = ClientCtx::new(
+        faultline_workloads::by_name("register")
             .expect("register")
             .into(),
-        recorder: Arc::new(
+        Arc::new(
             Recorder::create(&dir.path().join("history.jsonl"), std::time::Instant::now())
                 .expect("recorder"),
         ),
-        nodes,
-        http: reqwest::Client::new(),
-        op_timeout: Duration::from_millis(1500),
-        attempt_timeout: Duration::from_millis(attempt_ms),
-        pin_clients: false,
-        pacer: Arc::new(Pacer::new(0.0)),
-        counts: Arc::new(Counts::default()),
-        next_process: Arc::new(AtomicU64::new(100)),
-        latencies: Arc::new(Mutex::new(
-            hdrhistogram::Histogram::new(3).expect("histogram"),
-        )),
-        db: None,
-    }
+        protocol,
+        ids,
+        Duration::from_millis(1500),
+        Duration::from_millis(attempt_ms),
+        100,
+    );
+    (ctx, client)
 }
 
 fn write(v: u64) -> OpSpec {
@@ -148,9 +155,9 @@ async fn an_unanswered_attempt_is_resent_with_the_same_request_id() {
     ];
 
     // No resends (attempt timeout = op timeout): the op is info at node 1.
-    let plain = ctx(&dir, nodes.clone(), 1500);
+    let (plain, mut c) = ctx(&dir, nodes.clone(), 1500).await;
     let mut s = client::session(7, 0);
-    let reply = client::invoke(&plain, &mut s, &write(1)).await;
+    let reply = client::invoke(&plain, &mut s, &mut *c, &write(1)).await;
     assert!(matches!(reply, Reply::Info(_)), "{reply:?}");
     assert_eq!(
         *seen.lock().expect("lock"),
@@ -159,9 +166,9 @@ async fn an_unanswered_attempt_is_resent_with_the_same_request_id() {
 
     // Resends: the same id and seq go to node 2, which answers.
     seen.lock().expect("lock").clear();
-    let resending = ctx(&dir, nodes, 200);
+    let (resending, mut c) = ctx(&dir, nodes, 200).await;
     let mut s = client::session(8, 0);
-    let reply = client::invoke(&resending, &mut s, &write(2)).await;
+    let reply = client::invoke(&resending, &mut s, &mut *c, &write(2)).await;
     assert!(matches!(reply, Reply::Ok(_)), "{reply:?}");
     assert_eq!(
         *seen.lock().expect("lock"),
@@ -180,9 +187,9 @@ async fn a_resent_op_refused_everywhere_stays_info() {
         fake_node(0, Script::Swallow, seen.clone()).await,
         fake_node(1, Script::Refuse, seen.clone()).await,
     ];
-    let resending = ctx(&dir, nodes, 200);
+    let (resending, mut c) = ctx(&dir, nodes, 200).await;
     let mut s = client::session(9, 0);
-    let reply = client::invoke(&resending, &mut s, &write(3)).await;
+    let reply = client::invoke(&resending, &mut s, &mut *c, &write(3)).await;
     // The first attempt may have taken effect: a later refusal cannot make
     // the op a definite failure.
     assert!(matches!(reply, Reply::Info(_)), "{reply:?}");

@@ -6,7 +6,7 @@ mod run_common;
 
 use std::time::Duration;
 
-use faultline::sut::etcd::which;
+use faultline::sut::which;
 use run_common::{TestDir, finish, pids_mentioning, start_run};
 
 #[test]

@@ -1,17 +1,24 @@
-//! etcd behind the system-under-test interface, against a real 3-member
-//! etcd cluster when `etcd` is on PATH (CI installs it; elsewhere the test
-//! says it skipped): every operation kind round-trips, a cas that does not
-//! match fails with the value it saw, and a write to a member cut off from
-//! its quorum never ends `ok`. Every process dies with the `Launched` guard.
+//! etcd through the system-under-test boundary (its spec file and its
+//! client protocol), against a real 3-member etcd cluster when `etcd` is on
+//! PATH (CI installs it; elsewhere the test says it skipped): every command
+//! round-trips, a cas that does not match fails with the value it saw, and
+//! a write to a member cut off from its quorum never ends `ok`. Every
+//! process dies with the cluster.
+
+mod run_common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use faultline::sut::bench::{launch, run_op, wait_for_leader};
-use faultline::sut::etcd::{EtcdDb, which};
-use faultline::sut::{Attempt, Db};
-use faultline_workloads::{OpSpec, Reply, Workload};
+use faultline::client::{self, ClientCtx};
+use faultline::cluster::{Cluster, ClusterConfig, ClusterPaths};
+use faultline::recorder::Recorder;
+use faultline::sut::{Attempt, Db, ReadMode, Request, which};
+use faultline_workloads::{Command, OpSpec, Reply};
+use run_common::{TestDir, pids_mentioning};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 fn op(f: &str, key: &str, value: Value) -> OpSpec {
     OpSpec {
@@ -21,192 +28,140 @@ fn op(f: &str, key: &str, value: Value) -> OpSpec {
     }
 }
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("faultline-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_ops_round_trip_and_minority_writes_never_ok() {
-    let Some(exe) = which("etcd") else {
+    if which("etcd").is_none() {
         eprintln!("etcd is not on PATH: skipped (CI installs etcd-server)");
         return;
+    }
+    let dir = TestDir::new("etcd_sut");
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let cfg = ClusterConfig {
+        nodes: 3,
+        client_links: false,
+        read_mode: ReadMode::Linearizable,
+        seed: 1,
+        direct: true,
     };
-    let db: Arc<dyn Db> = Arc::new(EtcdDb::new(exe, false));
-    let dir = scratch("etcd-sut");
-    let cluster = launch(&*db, 3, &dir).expect("launch etcd");
-    let http = reqwest::Client::new();
-    let leader = wait_for_leader(&*db, &http, &cluster, Duration::from_secs(30))
+    let db = Arc::new(Db::resolve("etcd").expect("built in"));
+    let cluster = Cluster::start(db, &cfg, &ClusterPaths::under(dir.path()), cancel, &tracker)
         .await
+        .expect("launch etcd");
+    let leader = cluster
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .expect("ready")
         .expect("an etcd leader");
-    let t = &cluster.targets;
-    let register = faultline_workloads::by_name("register").expect("register");
-    let append = faultline_workloads::by_name("append").expect("append");
-    let w: &dyn Workload = &*register;
-    let timeout = Duration::from_secs(5);
-    let mut node = 0usize;
-
-    let r = run_op(
-        &*db,
-        &http,
-        w,
-        t,
-        &mut node,
-        &op("read", "r", Value::Null),
-        timeout,
-    )
-    .await;
+    let recorder = Arc::new(
+        Recorder::create(&dir.path().join("history.jsonl"), std::time::Instant::now())
+            .expect("recorder"),
+    );
+    let ctx_for = |workload: &str| {
+        ClientCtx::new(
+            faultline_workloads::by_name(workload)
+                .expect("workload")
+                .into(),
+            recorder.clone(),
+            cluster.protocol.clone(),
+            cluster.ids(),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            100,
+        )
+    };
+    let register = ctx_for("register");
+    let mut c = cluster.protocol.client(0).await.expect("client");
+    let mut s = client::session(1, 0);
+    let mut run = async |ctx: &ClientCtx, s: &mut client::Session, o: OpSpec| {
+        let r = client::perform(ctx, s, &mut *c, &o).await;
+        ctx.workload.completion(&o, r)
+    };
     assert_eq!(
-        r,
+        run(&register, &mut s, op("read", "r", Value::Null)).await,
         Reply::Ok(Value::Null),
         "absent key reads the initial value"
     );
-    let r = run_op(
-        &*db,
-        &http,
-        w,
-        t,
-        &mut node,
-        &op("write", "r", json!(1)),
-        timeout,
-    )
-    .await;
-    assert_eq!(r, Reply::Ok(json!(1)));
-    let r = run_op(
-        &*db,
-        &http,
-        w,
-        t,
-        &mut node,
-        &op("cas", "r", json!([1, 2])),
-        timeout,
-    )
-    .await;
-    assert_eq!(r, Reply::Ok(json!([1, 2])));
-    let r = run_op(
-        &*db,
-        &http,
-        w,
-        t,
-        &mut node,
-        &op("cas", "r", json!([1, 3])),
-        timeout,
-    )
-    .await;
-    assert_eq!(r, Reply::Fail(json!(2), "cas-mismatch".into()));
-    let r = run_op(
-        &*db,
-        &http,
-        w,
-        t,
-        &mut node,
-        &op("cas", "z", json!([null, 4])),
-        timeout,
-    )
-    .await;
     assert_eq!(
-        r,
+        run(&register, &mut s, op("write", "r", json!(1))).await,
+        Reply::Ok(json!(1))
+    );
+    assert_eq!(
+        run(&register, &mut s, op("cas", "r", json!([1, 2]))).await,
+        Reply::Ok(json!([1, 2]))
+    );
+    assert_eq!(
+        run(&register, &mut s, op("cas", "r", json!([1, 3]))).await,
+        Reply::Fail(json!(2), "cas-mismatch".into())
+    );
+    assert_eq!(
+        run(&register, &mut s, op("cas", "z", json!([null, 4]))).await,
         Reply::Ok(json!([null, 4])),
         "cas from null creates the key"
     );
-    node = 2;
-    let r = run_op(
-        &*db,
-        &http,
-        w,
-        t,
-        &mut node,
-        &op("read", "r", Value::Null),
-        timeout,
-    )
-    .await;
+    let mut s2 = client::session(2, 2);
     assert_eq!(
-        r,
+        run(&register, &mut s2, op("read", "r", Value::Null)).await,
         Reply::Ok(json!(2)),
         "another member reads the same value"
     );
-
-    let a: &dyn Workload = &*append;
+    let append = ctx_for("append");
     for v in [7, 8] {
-        let r = run_op(
-            &*db,
-            &http,
-            a,
-            t,
-            &mut node,
-            &op("append", "a0", json!(v)),
-            timeout,
-        )
-        .await;
-        assert_eq!(r, Reply::Ok(json!(v)));
+        assert_eq!(
+            run(&append, &mut s, op("append", "a0", json!(v))).await,
+            Reply::Ok(json!(v))
+        );
     }
-    let r = run_op(
-        &*db,
-        &http,
-        a,
-        t,
-        &mut node,
-        &op("read", "a0", Value::Null),
-        timeout,
-    )
-    .await;
-    assert_eq!(r, Reply::Ok(json!([7, 8])));
-    let r = run_op(
-        &*db,
-        &http,
-        a,
-        t,
-        &mut node,
-        &op("read", "a1", Value::Null),
-        timeout,
-    )
-    .await;
-    assert_eq!(r, Reply::Ok(json!([])));
+    assert_eq!(
+        run(&append, &mut s, op("read", "a0", Value::Null)).await,
+        Reply::Ok(json!([7, 8]))
+    );
+    assert_eq!(
+        run(&append, &mut s, op("read", "a1", Value::Null)).await,
+        Reply::Ok(json!([]))
+    );
+    let counter = ctx_for("counter");
+    assert_eq!(
+        run(&counter, &mut s, op("add", "c", json!(3))).await,
+        Reply::Ok(json!(3))
+    );
+    assert_eq!(
+        run(&counter, &mut s, op("read", "c", Value::Null)).await,
+        Reply::Ok(json!(3))
+    );
 
-    // Stop the two other members: the one left has no quorum. A write to it
-    // may be indeterminate or refused, never ok.
-    let pids = cluster.supervisor.pids();
-    assert_eq!(pids.len(), 3);
+    // Pause the two other members: the one left has no quorum. A write to
+    // it may be indeterminate or refused, never ok.
+    let ids = cluster.ids();
     let lone = if leader == "n1" { 1 } else { 0 };
-    for (i, id) in cluster.ids.iter().enumerate() {
+    for (i, id) in ids.iter().enumerate() {
         if i != lone {
             cluster.supervisor.pause(id).expect("pause");
         }
     }
-    let a = db
-        .attempt(
-            &http,
-            w,
-            &t[lone],
-            &op("write", "r", json!(9)),
-            Duration::from_secs(1),
-        )
-        .await;
+    let write = Command::Write {
+        key: "r".into(),
+        value: json!(9),
+    };
+    let req = |cmd| Request {
+        node: lone,
+        cmd,
+        client: 3,
+        seq: 1,
+        timeout: Duration::from_secs(1),
+    };
+    let a = c.attempt(req(&write)).await;
     assert!(
-        matches!(a, Attempt::Done(Reply::Info(_)) | Attempt::Elsewhere { .. }),
+        matches!(a, Attempt::Ambiguous(_) | Attempt::Elsewhere { .. }),
         "minority write ended {a:?}"
     );
-    let a = db
-        .attempt(
-            &http,
-            w,
-            &t[lone],
-            &op("read", "r", Value::Null),
-            Duration::from_secs(1),
-        )
-        .await;
+    let read = Command::Read { key: "r".into() };
+    let a = c.attempt(req(&read)).await;
     assert!(
-        !matches!(a, Attempt::Done(Reply::Ok(_))),
+        !matches!(a, Attempt::Ok(_)),
         "a linearizable read on a minority member ended {a:?}"
     );
-    drop(cluster);
-    for pid in pids {
-        let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z "))
-                .unwrap_or(true);
-        assert!(gone, "etcd pid {pid} survived");
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(c);
+    cluster.supervisor.kill_all();
+    assert_eq!(pids_mentioning(dir.path()), Vec::<i32>::new());
 }

@@ -46,7 +46,21 @@ fn bad_arguments_exit_4_with_a_clear_message() {
         (&["--nemesis", "kill:most"], &["most", "minority, majority"]),
         (
             &["--nemesis", "delay:9"],
-            &["only partition, kill and pause"],
+            &["delay variant `9`", "100ms~20ms"],
+        ),
+        (&["--nemesis", "loss:0%"], &["loss:0%", "above 0%"]),
+        (
+            &["--db", "cassandra"],
+            &["cassandra", "faultline, etcd, zookeeper"],
+        ),
+        (
+            &["--db", "etcd", "--read-mode", "lease"],
+            &["--read-mode lease", "linearizable, stale"],
+        ),
+        (&["--read-mode", "sloppy"], &["--read-mode sloppy", "lease"]),
+        (
+            &["--db", "etcd", "--attempt-timeout-ms", "100"],
+            &["--attempt-timeout-ms", "de-duplication"],
         ),
         (
             &["--attempt-timeout-ms", "5000", "--op-timeout-ms", "1000"],

@@ -5,14 +5,16 @@
 mod run_common;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use faultline::client::{self, ClientCtx, Counts, Pacer};
-use faultline::cluster::{Cluster, ClusterConfig};
-use faultline::nemesis::{Fault, PartitionShape, View, partition};
+use faultline::client::{self, ClientCtx};
+use faultline::cluster::{Cluster, ClusterConfig, ClusterPaths};
+use faultline::nemesis::{CutMode, Fault, PartitionShape, View, partition};
 use faultline::recorder::Recorder;
-use faultline::supervisor::NodeProgram;
+use faultline::supervisor::Supervisor;
+use faultline::sut::protocol::ProtocolEnv;
+use faultline::sut::protocol::faultline_http::FaultlineHttp;
+use faultline::sut::{Db, Protocol, ReadMode};
 use faultline_history::{EventType, Process};
 use faultline_workloads::{OpSpec, Reply, Workload};
 use rand::SeedableRng;
@@ -35,20 +37,27 @@ async fn isolated_leader_is_replaced_and_its_writes_never_succeed() {
     let tracker = TaskTracker::new();
     let cfg = ClusterConfig {
         nodes: 3,
-        program: NodeProgram {
-            exe: env!("CARGO_BIN_EXE_faultline").into(),
-            prefix_args: vec!["node".into()],
-        },
-        client_proxies: false,
-        node_args: vec![],
+        client_links: false,
+        read_mode: ReadMode::Linearizable,
         seed: 11,
+        direct: false,
     };
-    let cluster = Cluster::start(&cfg, &dir.path().join("nodes"), cancel.clone(), &tracker)
-        .await
-        .expect("cluster starts");
+    let mut db = Db::resolve("faultline").expect("built in");
+    // The test binary is not the controller: run nodes from the controller's binary.
+    db.program = Some(env!("CARGO_BIN_EXE_faultline").into());
+    let cluster = Cluster::start(
+        Arc::new(db),
+        &cfg,
+        &ClusterPaths::under(dir.path()),
+        cancel.clone(),
+        &tracker,
+    )
+    .await
+    .expect("cluster starts");
     let old = cluster
-        .wait_for_leader(Duration::from_secs(20))
+        .wait_ready(Duration::from_secs(20))
         .await
+        .expect("ready")
         .expect("a first leader");
 
     let view = View {
@@ -64,9 +73,9 @@ async fn isolated_leader_is_replaced_and_its_writes_never_succeed() {
         .apply(&Fault::Partition {
             shape: PartitionShape::IsolateLeader,
             cut,
+            mode: CutMode::Blackhole,
         })
         .expect("partition");
-
     // The majority side elects someone else.
     let deadline = Instant::now() + Duration::from_secs(20);
     let new = loop {
@@ -96,28 +105,32 @@ async fn isolated_leader_is_replaced_and_its_writes_never_succeed() {
         Recorder::create(&dir.path().join("history.jsonl"), std::time::Instant::now())
             .expect("history"),
     );
-    let old_node = cluster
-        .nodes
+    // A protocol that knows only the old leader.
+    let old_endpoint = cluster
+        .endpoints
         .iter()
-        .find(|n| n.id == old)
+        .find(|e| e.id == old)
         .expect("old leader")
         .clone();
-    let ctx = ClientCtx {
+    let protocol: Arc<dyn Protocol> = Arc::new(
+        FaultlineHttp::new(ProtocolEnv {
+            endpoints: vec![old_endpoint],
+            read_mode: ReadMode::Linearizable,
+            supervisor: Arc::new(Supervisor::new(vec![])),
+            log_dir: dir.path().join("clients"),
+        })
+        .expect("protocol"),
+    );
+    let ctx = ClientCtx::new(
         workload,
-        recorder: recorder.clone(),
-        nodes: vec![old_node],
-        http: reqwest::Client::new(),
-        op_timeout: Duration::from_millis(600),
-        attempt_timeout: Duration::from_millis(600),
-        pin_clients: false,
-        pacer: Arc::new(Pacer::new(0.0)),
-        counts: Arc::new(Counts::default()),
-        next_process: Arc::new(AtomicU64::new(100)),
-        latencies: Arc::new(std::sync::Mutex::new(
-            hdrhistogram::Histogram::new(3).expect("histogram"),
-        )),
-        db: None,
-    };
+        recorder.clone(),
+        protocol.clone(),
+        vec![old.clone()],
+        Duration::from_millis(600),
+        Duration::from_millis(600),
+        100,
+    );
+    let mut c = protocol.client(0).await.expect("client");
     for k in 0..6u64 {
         let mut s = client::session(k, 0);
         let op = OpSpec {
@@ -125,7 +138,7 @@ async fn isolated_leader_is_replaced_and_its_writes_never_succeed() {
             key: Some("r".into()),
             value: json!(1000 + k),
         };
-        let reply = client::invoke(&ctx, &mut s, &op).await;
+        let reply = client::invoke(&ctx, &mut s, &mut *c, &op).await;
         assert!(
             matches!(reply, Reply::Fail(..) | Reply::Info(_)),
             "a write to the isolated old leader {old} succeeded: {reply:?}"

@@ -6,7 +6,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::{Checker, Generator, HttpCall, Method, ModelKind, OpSpec, Reply, Workload, encode_key};
+use crate::{Checker, Command, Generator, ModelKind, OpSpec, Workload};
 
 /// Lists under keys `a0`..: `append` of unique values, `read` of the whole list.
 #[derive(Clone, Copy, Debug)]
@@ -80,24 +80,14 @@ impl Workload for AppendWorkload {
             next: 0,
         })
     }
-    fn request(&self, op: &OpSpec) -> HttpCall {
-        let key = encode_key(op.key.as_deref().unwrap_or("a0"));
+    fn command(&self, op: &OpSpec) -> Command {
+        let key = op.key.clone().unwrap_or_else(|| "a0".to_string());
         match op.f.as_str() {
-            "append" => {
-                HttpCall::effect(Method::Post, &key, "/append", json!({ "value": op.value }))
-            }
-            _ => HttpCall::read(&key),
-        }
-    }
-    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
-        match (op.f.as_str(), status) {
-            ("append", 200) => Reply::Ok(op.value.clone()),
-            // A key never appended to reads `null`: the empty list.
-            ("read", 200) => match body.get("value") {
-                None | Some(Value::Null) => Reply::Ok(json!([])),
-                Some(v) => Reply::Ok(v.clone()),
+            "append" => Command::Append {
+                key,
+                value: op.value.clone(),
             },
-            (_, s) => Reply::Info(format!("unexpected status {s} for {}: {body}", op.f)),
+            _ => Command::Read { key },
         }
     }
     fn final_reads(&self, _nodes: usize) -> Vec<OpSpec> {
@@ -114,6 +104,7 @@ impl Workload for AppendWorkload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Reply;
     use crate::testing::judge_keyed;
     use std::collections::HashSet;
 
@@ -143,17 +134,21 @@ mod tests {
             key: Some("a3".into()),
             value: json!(11),
         };
-        let call = w.request(&op);
         assert_eq!(
-            (call.method, call.path.as_str()),
-            (Method::Post, "/kv/a3/append")
+            w.command(&op),
+            Command::Append {
+                key: "a3".into(),
+                value: json!(11)
+            }
         );
-        assert_eq!(call.body, Some(json!({"value": 11})));
-        assert_eq!(w.interpret(&op, 200, &json!({})), Reply::Ok(json!(11)));
-        let r = read("a3");
-        assert_eq!(w.request(&r).path, "/kv/a3?consistency=linearizable");
         assert_eq!(
-            w.interpret(&r, 200, &json!({"value": null})),
+            w.completion(&op, Reply::Ok(json!(null))),
+            Reply::Ok(json!(11))
+        );
+        let r = read("a3");
+        assert_eq!(w.command(&r), Command::Read { key: "a3".into() });
+        assert_eq!(
+            w.completion(&r, Reply::Ok(json!(null))),
             Reply::Ok(json!([]))
         );
     }

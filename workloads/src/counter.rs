@@ -7,7 +7,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::{Checker, Generator, HttpCall, Method, OpSpec, Reply, Workload, encode_key};
+use crate::{Checker, Command, Generator, OpSpec, Workload};
 
 /// The counter's key.
 const KEY: &str = "c";
@@ -55,24 +55,15 @@ impl Workload for CounterWorkload {
         rng.set_stream(worker as u64 + 1);
         Box::new(CounterGen { rng })
     }
-    fn request(&self, op: &OpSpec) -> HttpCall {
-        let key = encode_key(op.key.as_deref().unwrap_or(KEY));
+    fn command(&self, op: &OpSpec) -> Command {
+        let key = op.key.clone().unwrap_or_else(|| KEY.to_string());
         match op.f.as_str() {
-            "add" => HttpCall::effect(Method::Post, &key, "/incr", json!({ "delta": op.value })),
-            _ => HttpCall::read(&key),
-        }
-    }
-    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
-        match (op.f.as_str(), status) {
-            // The completion keeps the delta (as Jepsen's counter does); the
-            // node's new value is not needed by the checker.
-            ("add", 200) => Reply::Ok(op.value.clone()),
-            // A key never incremented reads `null`: zero.
-            ("read", 200) => match body.get("value") {
-                None | Some(Value::Null) => Reply::Ok(json!(0)),
-                Some(v) => Reply::Ok(v.clone()),
+            // The completion keeps the delta (as Jepsen's counter does).
+            "add" => Command::Incr {
+                key,
+                delta: op.value.as_i64().unwrap_or(1),
             },
-            (_, s) => Reply::Info(format!("unexpected status {s} for {}: {body}", op.f)),
+            _ => Command::Read { key },
         }
     }
     fn final_reads(&self, nodes: usize) -> Vec<OpSpec> {
@@ -89,6 +80,7 @@ impl Workload for CounterWorkload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Reply;
     use crate::testing::judge;
 
     #[test]
@@ -117,22 +109,24 @@ mod tests {
             key: Some("c".into()),
             value: json!(3),
         };
-        let call = w.request(&add);
         assert_eq!(
-            (call.method, call.path.as_str()),
-            (Method::Post, "/kv/c/incr")
+            w.command(&add),
+            Command::Incr {
+                key: "c".into(),
+                delta: 3
+            }
         );
-        assert_eq!(call.body, Some(json!({"delta": 3})));
         assert_eq!(
-            w.interpret(&add, 200, &json!({"value": 10})),
+            w.completion(&add, Reply::Ok(json!(10))),
             Reply::Ok(json!(3))
         );
+        // A key never incremented reads `null`: zero.
         assert_eq!(
-            w.interpret(&read(), 200, &json!({"value": null})),
+            w.completion(&read(), Reply::Ok(json!(null))),
             Reply::Ok(json!(0))
         );
         assert_eq!(
-            w.interpret(&read(), 200, &json!({"value": 12})),
+            w.completion(&read(), Reply::Ok(json!(12))),
             Reply::Ok(json!(12))
         );
     }

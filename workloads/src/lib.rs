@@ -1,9 +1,13 @@
-//! faultline-workloads: named workloads. A workload is a name, a description,
-//! a seeded generator of operations, the mapping of each operation onto the
-//! node's HTTP API and back, and the final reads that close a run.
+//! faultline-workloads: named workloads. A workload is a name, a
+//! description, a seeded generator of operations, the [`Command`] each
+//! operation asks of the system under test, the final reads that close a
+//! run, and the [`Checker`] that judges its history.
 //!
-//! Workloads do no I/O: the harness sends the [`HttpCall`]s and hands the
-//! answers back to [`Workload::interpret`].
+//! Workloads do no I/O and know no system: [`Command`] is the closed
+//! vocabulary every system's client implements (faultline-node's HTTP API,
+//! etcd, ZooKeeper, or a user's program over JSON lines), so a workload
+//! never names a URL, and a client never needs to know which workload or
+//! checker it serves.
 
 mod append;
 mod counter;
@@ -12,14 +16,15 @@ mod set;
 
 pub use append::AppendWorkload;
 pub use counter::CounterWorkload;
-pub use faultline_checkers::ModelKind;
+pub use faultline_checkers::{Checker, ModelKind};
 pub use register::{KvWorkload, RegisterWorkload};
 pub use set::SetWorkload;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One operation as a generator produces it (the invocation).
+/// One operation as a generator produces it (the invocation, as the
+/// history records it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OpSpec {
     /// The function: `read`, `write`, `cas`, ...
@@ -30,57 +35,92 @@ pub struct OpSpec {
     pub value: Value,
 }
 
-/// The HTTP method of a call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// GET
-    Get,
-    /// PUT
-    Put,
-    /// POST
-    Post,
-    /// DELETE
-    Delete,
+/// What a client must do on the system under test: the vocabulary every
+/// system's client implements. As JSON (the program-client protocol's
+/// request line) it is `{"f": "read", "key": "r"}`, `{"f": "write", "key",
+/// "value"}`, `{"f": "cas", "key", "from", "to"}`, `{"f": "append", "key",
+/// "value"}`, `{"f": "incr", "key", "delta"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "kebab-case")]
+pub enum Command {
+    /// The value at `key`: `null` when absent, else the value written, the
+    /// list appended, or the integer incremented.
+    Read {
+        /// The key.
+        key: String,
+    },
+    /// Sets `key` to `value`.
+    Write {
+        /// The key.
+        key: String,
+        /// The value (unique in a run).
+        value: Value,
+    },
+    /// Sets `key` to `to` if it holds `from` (`null`: absent). Refused
+    /// otherwise, a definite failure that may report the current value.
+    Cas {
+        /// The key.
+        key: String,
+        /// The expected value.
+        from: Value,
+        /// The new value.
+        to: Value,
+    },
+    /// Appends `value` to the list at `key` (absent: the empty list).
+    Append {
+        /// The key.
+        key: String,
+        /// The element.
+        value: Value,
+    },
+    /// Adds `delta` to the integer at `key` (absent: 0).
+    Incr {
+        /// The key.
+        key: String,
+        /// The increment.
+        delta: i64,
+    },
 }
 
-/// One HTTP request against a node's client API.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HttpCall {
-    /// The method.
-    pub method: Method,
-    /// The path and query, e.g. `/kv/r` (keys are percent-encoded).
-    pub path: String,
-    /// The JSON body, if any.
-    pub body: Option<Value>,
-}
-
-impl HttpCall {
-    /// A linearizable read of `key` (already percent-encoded).
-    pub fn read(key: &str) -> HttpCall {
-        HttpCall {
-            method: Method::Get,
-            path: format!("/kv/{key}?consistency=linearizable"),
-            body: None,
+impl Command {
+    /// The key it touches.
+    pub fn key(&self) -> &str {
+        match self {
+            Command::Read { key }
+            | Command::Write { key, .. }
+            | Command::Cas { key, .. }
+            | Command::Append { key, .. }
+            | Command::Incr { key, .. } => key,
         }
     }
 
-    /// An effectful request on `key` (already percent-encoded): `action` is
-    /// the path after the key (`""`, `"/cas"`, `"/append"`, `"/incr"`).
-    pub fn effect(method: Method, key: &str, action: &str, body: Value) -> HttpCall {
-        HttpCall {
-            method,
-            path: format!("/kv/{key}{action}"),
-            body: Some(body),
+    /// Whether it can change state (a read cannot).
+    pub fn is_effectful(&self) -> bool {
+        !matches!(self, Command::Read { .. })
+    }
+
+    /// Its name, as in the JSON `f` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Read { .. } => "read",
+            Command::Write { .. } => "write",
+            Command::Cas { .. } => "cas",
+            Command::Append { .. } => "append",
+            Command::Incr { .. } => "incr",
         }
     }
 }
 
-/// How an answer from a node ends an operation.
+/// How an operation ended. A client answers a [`Command`] with one (`Ok`
+/// holds the value read, `null` when absent, and is ignored for other
+/// commands; `Fail` may hold the current value a refused cas saw);
+/// [`Workload::completion`] turns that into the history's completion.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
     /// It took effect; the completion's value.
     Ok(Value),
-    /// It certainly did not take effect; the completion's value and why.
+    /// It certainly did not take effect; the completion's value (`null`, or
+    /// what a refused cas saw) and why.
     Fail(Value, String),
     /// It may or may not have taken effect; why.
     Info(String),
@@ -95,17 +135,6 @@ pub trait Generator: Send {
     fn observe(&mut self, _op: &OpSpec, _reply: &Reply) {}
 }
 
-/// Which checker judges a workload's history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Checker {
-    /// Linearizability under this model, keys checked apart.
-    Linearizable(ModelKind),
-    /// The set checker: lost, unexpected, duplicated and stale elements.
-    Set,
-    /// The counter checker: every read within acknowledged and attempted increments.
-    Counter,
-}
-
 /// A named workload.
 pub trait Workload: Send + Sync {
     /// The name used on the command line.
@@ -115,12 +144,20 @@ pub trait Workload: Send + Sync {
     /// A generator for worker `worker` of `workers`, from the run's seed.
     /// Written values are unique across all workers of a run.
     fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator>;
-    /// The HTTP call that performs `op`.
-    fn request(&self, op: &OpSpec) -> HttpCall;
-    /// Interprets a successful-looking answer (2xx, or a status the workload
-    /// owns such as 412 for a failed cas). Transport errors and the node's
-    /// generic errors (`not_leader`, `indeterminate`, ...) are the harness's.
-    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply;
+    /// What the system must do for `op`.
+    fn command(&self, op: &OpSpec) -> Command;
+    /// The history's completion of `op` from the client's answer: a read's
+    /// value (`null`, absent, becomes [`Workload::initial_value`]); any other
+    /// command completes with its argument; failures and `info` pass through.
+    fn completion(&self, op: &OpSpec, answer: Reply) -> Reply {
+        match answer {
+            Reply::Ok(v) if op.f == "read" => {
+                Reply::Ok(if v.is_null() { self.initial_value() } else { v })
+            }
+            Reply::Ok(_) => Reply::Ok(op.value.clone()),
+            other => other,
+        }
+    }
     /// The reads to issue after the quiet period on a cluster of `nodes`
     /// nodes (the harness starts read `k` at node `k % nodes`).
     fn final_reads(&self, nodes: usize) -> Vec<OpSpec>;
@@ -153,19 +190,6 @@ pub fn by_name(name: &str) -> Result<Box<dyn Workload>, String> {
         .ok_or_else(|| format!("unknown workload `{name}`; known: {known}"))
 }
 
-/// Percent-encodes a key for use in a URL path segment.
-pub fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,9 +207,20 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_percent_encoded() {
-        assert_eq!(encode_key("a b/c"), "a%20b%2Fc");
-        assert_eq!(encode_key("k-1"), "k-1");
+    fn commands_are_json_lines_of_the_program_protocol() {
+        let c = Command::Cas {
+            key: "r".into(),
+            from: Value::Null,
+            to: serde_json::json!(3),
+        };
+        let text = serde_json::to_string(&c).expect("serialize");
+        assert_eq!(text, r#"{"f":"cas","key":"r","from":null,"to":3}"#);
+        let back: Command = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, c);
+        let incr: Command =
+            serde_json::from_str(r#"{"f":"incr","key":"c","delta":2}"#).expect("incr");
+        assert_eq!(incr.key(), "c");
+        assert!(incr.is_effectful() && !Command::Read { key: "c".into() }.is_effectful());
     }
 }
 
@@ -193,8 +228,8 @@ mod tests {
 /// harness does.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::{Checker, Workload};
-    use faultline_checkers::{LinOptions, Verdict, check_counter, check_linearizable, check_set};
+    use super::Workload;
+    use faultline_checkers::{LinOptions, ModelKind, Verdict};
     use serde_json::{Value, json};
 
     /// Judges `(process, type, f, key, value)` events in this order.
@@ -210,15 +245,11 @@ pub(crate) mod testing {
             .collect();
         let history = faultline_history::parse_jsonl("test", &text).expect("parse");
         let ops = faultline_history::pair("test", &history.events).expect("pair");
-        match w.checker() {
-            Checker::Set => check_set(&ops).verdict,
-            Checker::Counter => check_counter(&ops).verdict,
-            Checker::Linearizable(model) => {
-                let mut opts = LinOptions::new(model);
-                opts.initial = w.initial_value();
-                check_linearizable(&ops, &opts).expect("checkable").verdict
-            }
-        }
+        let mut opts = LinOptions::new(ModelKind::Register);
+        opts.initial = w.initial_value();
+        faultline_checkers::check(w.checker(), &ops, &opts)
+            .expect("checkable")
+            .verdict
     }
 
     /// Judges `(process, type, f, value)` events on the workload's first final-read key.

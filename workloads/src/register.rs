@@ -5,7 +5,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::{Checker, Generator, HttpCall, Method, ModelKind, OpSpec, Reply, Workload, encode_key};
+use crate::{Checker, Command, Generator, ModelKind, OpSpec, Reply, Workload};
 
 /// One register (key `r`): read, write of unique values, cas.
 #[derive(Clone, Copy, Debug, Default)]
@@ -99,32 +99,20 @@ impl Generator for RegisterGen {
     }
 }
 
-fn request(op: &OpSpec) -> HttpCall {
-    let key = encode_key(op.key.as_deref().unwrap_or("r"));
+fn command(op: &OpSpec) -> Command {
+    let key = op.key.clone().unwrap_or_else(|| "r".to_string());
     match op.f.as_str() {
-        "write" => HttpCall::effect(Method::Put, &key, "", json!({ "value": op.value })),
-        "cas" => HttpCall::effect(
-            Method::Post,
-            &key,
-            "/cas",
-            json!({ "from": op.value[0], "to": op.value[1] }),
-        ),
-        // Reads, and anything unknown, are linearizable reads.
-        _ => HttpCall::read(&key),
-    }
-}
-
-fn interpret(op: &OpSpec, status: u16, body: &Value) -> Reply {
-    match (op.f.as_str(), status) {
-        ("read", 200) => Reply::Ok(body.get("value").cloned().unwrap_or(Value::Null)),
-        ("write", 200) => Reply::Ok(op.value.clone()),
-        ("cas", 200) => Reply::Ok(op.value.clone()),
-        // The node read the register and it differed from `from`.
-        ("cas", 412) => Reply::Fail(
-            body.get("value").cloned().unwrap_or(Value::Null),
-            "cas-mismatch".to_string(),
-        ),
-        (_, s) => Reply::Info(format!("unexpected status {s} for {}: {body}", op.f)),
+        "write" => Command::Write {
+            key,
+            value: op.value.clone(),
+        },
+        "cas" => Command::Cas {
+            key,
+            from: op.value[0].clone(),
+            to: op.value[1].clone(),
+        },
+        // Reads, and anything unknown, are reads.
+        _ => Command::Read { key },
     }
 }
 
@@ -143,11 +131,8 @@ impl Workload for RegisterWorkload {
             vec!["r".to_string()],
         ))
     }
-    fn request(&self, op: &OpSpec) -> HttpCall {
-        request(op)
-    }
-    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
-        interpret(op, status, body)
+    fn command(&self, op: &OpSpec) -> Command {
+        command(op)
     }
     fn final_reads(&self, _nodes: usize) -> Vec<OpSpec> {
         vec![read("r")]
@@ -173,11 +158,8 @@ impl Workload for KvWorkload {
     fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator> {
         Box::new(RegisterGen::new(seed, worker, workers, self.keys()))
     }
-    fn request(&self, op: &OpSpec) -> HttpCall {
-        request(op)
-    }
-    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
-        interpret(op, status, body)
+    fn command(&self, op: &OpSpec) -> Command {
+        command(op)
     }
     fn final_reads(&self, _nodes: usize) -> Vec<OpSpec> {
         self.keys().iter().map(|k| read(k)).collect()
@@ -225,27 +207,33 @@ mod tests {
     }
 
     #[test]
-    fn ops_map_onto_the_http_api() {
+    fn ops_map_onto_commands() {
         let w = RegisterWorkload;
         let cas = OpSpec {
             f: "cas".into(),
             key: Some("r".into()),
             value: json!([1, 2]),
         };
-        let call = w.request(&cas);
-        assert_eq!(call.method, Method::Post);
-        assert_eq!(call.path, "/kv/r/cas");
-        assert_eq!(call.body, Some(json!({"from": 1, "to": 2})));
         assert_eq!(
-            w.interpret(&cas, 412, &json!({"ok": false, "value": 5})),
+            w.command(&cas),
+            Command::Cas {
+                key: "r".into(),
+                from: json!(1),
+                to: json!(2)
+            }
+        );
+        // A refused cas keeps the value the system reported.
+        assert_eq!(
+            w.completion(&cas, Reply::Fail(json!(5), "cas-mismatch".into())),
             Reply::Fail(json!(5), "cas-mismatch".into())
         );
-        let r = read("r");
         assert_eq!(
-            w.interpret(&r, 200, &json!({"value": 7})),
-            Reply::Ok(json!(7))
+            w.completion(&cas, Reply::Ok(json!(null))),
+            Reply::Ok(json!([1, 2]))
         );
-        assert_eq!(w.request(&r).method, Method::Get);
+        let r = read("r");
+        assert_eq!(w.command(&r), Command::Read { key: "r".into() });
+        assert_eq!(w.completion(&r, Reply::Ok(json!(7))), Reply::Ok(json!(7)));
     }
 
     #[test]

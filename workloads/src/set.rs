@@ -6,7 +6,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::{Checker, Generator, HttpCall, Method, OpSpec, Reply, Workload, encode_key};
+use crate::{Checker, Command, Generator, OpSpec, Workload};
 
 /// The key whose list holds the set.
 const KEY: &str = "s";
@@ -65,22 +65,14 @@ impl Workload for SetWorkload {
             next: 0,
         })
     }
-    fn request(&self, op: &OpSpec) -> HttpCall {
-        let key = encode_key(op.key.as_deref().unwrap_or(KEY));
+    fn command(&self, op: &OpSpec) -> Command {
+        let key = op.key.clone().unwrap_or_else(|| KEY.to_string());
         match op.f.as_str() {
-            "add" => HttpCall::effect(Method::Post, &key, "/append", json!({ "value": op.value })),
-            _ => HttpCall::read(&key),
-        }
-    }
-    fn interpret(&self, op: &OpSpec, status: u16, body: &Value) -> Reply {
-        match (op.f.as_str(), status) {
-            ("add", 200) => Reply::Ok(op.value.clone()),
-            // The node answers `null` for a key never written: the empty set.
-            ("read", 200) => match body.get("value") {
-                None | Some(Value::Null) => Reply::Ok(json!([])),
-                Some(v) => Reply::Ok(v.clone()),
+            "add" => Command::Append {
+                key,
+                value: op.value.clone(),
             },
-            (_, s) => Reply::Info(format!("unexpected status {s} for {}: {body}", op.f)),
+            _ => Command::Read { key },
         }
     }
     fn final_reads(&self, nodes: usize) -> Vec<OpSpec> {
@@ -97,6 +89,7 @@ impl Workload for SetWorkload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Reply;
     use crate::testing::judge;
     use std::collections::HashSet;
 
@@ -127,20 +120,24 @@ mod tests {
             key: Some("s".into()),
             value: json!(7),
         };
-        let call = w.request(&add);
         assert_eq!(
-            (call.method, call.path.as_str()),
-            (Method::Post, "/kv/s/append")
+            w.command(&add),
+            Command::Append {
+                key: "s".into(),
+                value: json!(7)
+            }
         );
-        assert_eq!(call.body, Some(json!({"value": 7})));
-        assert_eq!(w.interpret(&add, 200, &json!({})), Reply::Ok(json!(7)));
-        assert_eq!(w.request(&read()).method, Method::Get);
         assert_eq!(
-            w.interpret(&read(), 200, &json!({"value": null})),
+            w.completion(&add, Reply::Ok(json!(null))),
+            Reply::Ok(json!(7))
+        );
+        assert_eq!(w.command(&read()), Command::Read { key: "s".into() });
+        assert_eq!(
+            w.completion(&read(), Reply::Ok(json!(null))),
             Reply::Ok(json!([]))
         );
         assert_eq!(
-            w.interpret(&read(), 200, &json!({"value": [1, 2]})),
+            w.completion(&read(), Reply::Ok(json!([1, 2]))),
             Reply::Ok(json!([1, 2]))
         );
         assert_eq!(w.final_reads(5).len(), 5);

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Availability {
     /// The window's kind.
-    pub kind: String,
+    pub kind: crate::nemesis::NemesisKind,
     /// Its label.
     pub label: String,
     /// Start (s since the run began).
@@ -81,7 +81,7 @@ pub fn availability(ops: &[OpRec], windows: &[FaultWindow], run_end_ns: u64) -> 
             marks.push(after.unwrap_or(end));
             let gap = marks.windows(2).map(|p| p[1] - p[0]).max();
             Availability {
-                kind: w.kind.clone(),
+                kind: w.kind,
                 label: w.label.clone(),
                 start_s: start as f64 / 1e9,
                 end_s: w.end_ns.map(|e| e as f64 / 1e9),
@@ -124,7 +124,7 @@ mod tests {
             .map(ok_at)
             .collect();
         let w = FaultWindow {
-            kind: "partition".into(),
+            kind: crate::nemesis::NemesisKind::Partition,
             label: "partition halves".into(),
             start_ns: 1_000_000_000,
             end_ns: Some(2_000_000_000),
@@ -140,7 +140,7 @@ mod tests {
     fn a_window_that_never_ends_has_no_recovery() {
         let ops: Vec<OpRec> = [100].into_iter().map(ok_at).collect();
         let w = FaultWindow {
-            kind: "kill".into(),
+            kind: crate::nemesis::NemesisKind::Kill,
             label: "kill n1".into(),
             start_ns: 500_000_000,
             end_ns: None,

@@ -49,7 +49,7 @@ fn bands(run: &RunData) -> Vec<Band> {
         .map(|w| Band {
             start: w.start_ns as f64 / 1e9,
             end: w.end_ns.unwrap_or(end) as f64 / 1e9,
-            kind: w.kind.clone(),
+            kind: w.kind,
             label: w.label.clone(),
         })
         .collect()

@@ -6,13 +6,18 @@
 //! stale read). The checker judges both, as a run would.
 
 use anyhow::{Context, Result};
-use faultline_checkers::{LinOptions, ModelKind, check_linearizable};
+use faultline_checkers::{Checker, LinOptions, ModelKind};
 use faultline_history::{Event, EventType, JsonlWriter, Process};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::nemesis::{CutMode, Fault, LinkScope, NemesisKind, PartitionShape, Plan, Target};
+use crate::settings::Settings;
+use crate::store::{Config, NemesisLine, Results, RunDir, SCHEMA, SystemInfo, Versions};
+use crate::sut::ReadMode;
 
 /// Which synthetic run to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,25 +44,40 @@ struct SimOp {
     result: Value,
 }
 
-/// Faults: (kind, start s, end s, fault JSON).
-fn faults(duration_s: f64) -> Vec<(&'static str, f64, f64, Value)> {
+/// Faults: (kind, start s, end s, the fault that starts it).
+fn faults(duration_s: f64) -> Vec<(NemesisKind, f64, f64, Fault)> {
     let mut out = Vec::new();
+    let n = |x: &str| x.to_string();
     let shapes = [
         (
-            "partition",
-            json!({"f": "partition", "shape": "isolate-leader", "cut": [["n1","n2"],["n2","n1"]]}),
+            NemesisKind::Partition,
+            Fault::Partition {
+                shape: PartitionShape::IsolateLeader,
+                cut: vec![[n("n1"), n("n2")], [n("n2"), n("n1")]],
+                mode: CutMode::Blackhole,
+            },
         ),
         (
-            "kill",
-            json!({"f": "kill", "target": "minority", "nodes": ["n2", "n4"]}),
+            NemesisKind::Kill,
+            Fault::Kill {
+                target: Target::Minority,
+                nodes: vec![n("n2"), n("n4")],
+            },
         ),
         (
-            "pause",
-            json!({"f": "pause", "target": "leader", "nodes": ["n3"]}),
+            NemesisKind::Pause,
+            Fault::Pause {
+                target: Target::Leader,
+                nodes: vec![n("n3")],
+            },
         ),
         (
-            "delay",
-            json!({"f": "link-delay", "latency_ms": 50, "jitter_ms": 10}),
+            NemesisKind::Delay,
+            Fault::LinkDelay {
+                latency_ms: 50,
+                jitter_ms: 10,
+                links: LinkScope::Peers,
+            },
         ),
     ];
     let mut t = duration_s * 0.12;
@@ -71,12 +91,12 @@ fn faults(duration_s: f64) -> Vec<(&'static str, f64, f64, Value)> {
     out
 }
 
-fn end_fault(kind: &str) -> Value {
+fn end_fault(kind: NemesisKind) -> Fault {
     match kind {
-        "partition" => json!({"f": "heal"}),
-        "kill" => json!({"f": "restart"}),
-        "pause" => json!({"f": "resume"}),
-        _ => json!({"f": "clear-links"}),
+        NemesisKind::Partition => Fault::Heal,
+        NemesisKind::Kill => Fault::Restart,
+        NemesisKind::Pause => Fault::Resume,
+        _ => Fault::ClearLinks,
     }
 }
 
@@ -120,15 +140,17 @@ pub fn write_demo_run(dir: &Path, kind: DemoKind, ops: usize, seed: u64) -> Resu
             // Log-normal-ish latency around 2 ms, slower under faults.
             let base = 0.6e6 + (rng.random::<f64>().powi(3) * 8e6) + rng.random_range(0.0..1.2e6);
             let (outcome, lat) = match fault {
-                Some("partition" | "kill") if rng.random_bool(0.35) => {
+                Some(NemesisKind::Partition | NemesisKind::Kill) if rng.random_bool(0.35) => {
                     if rng.random_bool(0.5) {
                         (EventType::Fail, base * 0.5)
                     } else {
                         (EventType::Info, 1000e6)
                     }
                 }
-                Some("pause") if rng.random_bool(0.3) => (EventType::Info, 1000e6),
-                Some("delay") => (EventType::Ok, base + 50e6 + rng.random_range(0.0..20e6)),
+                Some(NemesisKind::Pause) if rng.random_bool(0.3) => (EventType::Info, 1000e6),
+                Some(NemesisKind::Delay) => {
+                    (EventType::Ok, base + 50e6 + rng.random_range(0.0..20e6))
+                }
                 Some(_) => (EventType::Ok, base * 3.0),
                 None => (EventType::Ok, base),
             };
@@ -238,18 +260,14 @@ pub fn write_demo_run(dir: &Path, kind: DemoKind, ops: usize, seed: u64) -> Resu
         };
         evs.push((op.complete, 0, done));
     }
-    let mut nemesis_lines = String::new();
+    let mut nemesis_lines = Vec::new();
     for (k, s, e, fault) in &faults {
         let (s, e) = ((s * 1e9) as u64, (e * 1e9) as u64);
         for (t, fv, starts, ends) in [
-            (s, fault.clone(), Some(*k), None),
-            (e, end_fault(k), None, Some(*k)),
+            (s, fault.clone(), Some(*k), vec![]),
+            (e, end_fault(*k), None, vec![*k]),
         ] {
-            let name = fv["f"].as_str().unwrap_or("").to_string();
-            let name = match name.as_str() {
-                "link-delay" => "delay".to_string(),
-                n => n.to_string(),
-            };
+            let name = fv.name().to_string();
             evs.push((
                 t,
                 1,
@@ -259,7 +277,7 @@ pub fn write_demo_run(dir: &Path, kind: DemoKind, ops: usize, seed: u64) -> Resu
                     Process::Nemesis,
                     EventType::Invoke,
                     name.clone(),
-                    fv.clone(),
+                    serde_json::to_value(&fv)?,
                 ),
             ));
             evs.push((
@@ -274,10 +292,15 @@ pub fn write_demo_run(dir: &Path, kind: DemoKind, ops: usize, seed: u64) -> Resu
                     json!("done"),
                 ),
             ));
-            nemesis_lines.push_str(&serde_json::to_string(&json!({
-                "time": t, "done": t + 2_000_000, "fault": fv, "starts": starts, "ends": ends, "result": "done"
-            }))?);
-            nemesis_lines.push('\n');
+            nemesis_lines.push(NemesisLine {
+                schema: SCHEMA,
+                time: t,
+                done: t + 2_000_000,
+                fault: fv,
+                starts,
+                ends,
+                result: "done".into(),
+            });
         }
     }
     // Completions before invocations at the same instant keep processes sequential.
@@ -294,42 +317,91 @@ pub fn write_demo_run(dir: &Path, kind: DemoKind, ops: usize, seed: u64) -> Resu
     for e in &events {
         w.append(e)?;
     }
-    std::fs::write(dir.join("nemesis.jsonl"), nemesis_lines)?;
-    let config = json!({
-        "settings": {
-            "workload": "register", "nodes": 5, "time_limit_s": duration_s.round(),
-            "concurrency": workers, "concurrency_arg": "2n", "rate": 0.0,
-            "op_timeout_ms": 1000, "nemesis": ["partition", "kill", "pause", "delay"],
-            "nemesis_interval_s": duration_s * 0.1, "quiet_period_s": 2.0, "seed": seed,
+    let run = RunDir::at(dir)?;
+    let log = run.nemesis_log()?;
+    for l in &nemesis_lines {
+        log.append(l);
+    }
+    let settings = Settings {
+        workload: "register".into(),
+        db: "faultline".into(),
+        system: format!(
+            "synthetic: faultline report --demo {} (a generated history, no cluster)",
+            if kind == DemoKind::Invalid {
+                "invalid"
+            } else {
+                "valid"
+            }
+        ),
+        nodes: 5,
+        time_limit_s: duration_s.round(),
+        concurrency: workers as usize,
+        concurrency_arg: "2n".into(),
+        rate: 0.0,
+        op_timeout_ms: 1000,
+        attempt_timeout_ms: 1000,
+        pin_clients: false,
+        read_mode: ReadMode::Linearizable,
+        nemesis_arg: "partition,kill,pause,delay".into(),
+        nemesis: Plan::parse("partition,kill,pause,delay").map_err(anyhow::Error::msg)?,
+        nemesis_interval_s: duration_s * 0.1,
+        quiet_period_s: 2.0,
+        seed,
+        store: PathBuf::from("store"),
+        node_bin: None,
+        node_args: vec![],
+        node_bugs: vec![],
+        node_bugs_per_node: Default::default(),
+        leader_timeout_s: 20.0,
+    };
+    run.write_config(&Config {
+        schema: SCHEMA,
+        system: SystemInfo {
+            name: settings.system.clone(),
+            spec: "none".into(),
+            protocol: "none".into(),
         },
-        "seed": seed,
-        "versions": {"faultline": env!("CARGO_PKG_VERSION"), "history_format": "faultline-jsonl-1"},
-        "synthetic": format!("faultline report --demo {} (a generated history, no cluster)", if kind == DemoKind::Invalid { "invalid" } else { "valid" }),
-    });
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string_pretty(&config)? + "\n",
-    )?;
+        settings,
+        seed,
+        versions: Versions::current(),
+        started_unix_ms: 0,
+        command_line: vec![],
+    })?;
     let (verdict, checker) = if sim.len() <= CHECK_UP_TO {
         let paired = faultline_history::pair("history.jsonl", &events)?;
         let mut opts = LinOptions::new(ModelKind::CasRegister);
         opts.time_limit = Some(Duration::from_secs(60));
-        let report = check_linearizable(&paired, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
-        (
-            report.verdict.name().to_string(),
-            serde_json::to_value(&report)?,
+        let j = faultline_checkers::check(
+            Checker::Linearizable(ModelKind::CasRegister),
+            &paired,
+            &opts,
         )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        (j.verdict.name().to_string(), j.detail)
     } else {
         (
             "valid".to_string(),
             json!({"note": "synthetic history, linearizable by construction; not checked"}),
         )
     };
-    let results = json!({"verdict": verdict, "seed": seed, "checker": checker});
-    std::fs::write(
-        dir.join("results.json"),
-        serde_json::to_string_pretty(&results)? + "\n",
-    )?;
+    run.write_results(&Results {
+        schema: SCHEMA,
+        exit_code: if verdict == "invalid" { 1 } else { 0 },
+        verdict,
+        interrupted: false,
+        harness_error: None,
+        seed,
+        checker,
+        ops: crate::stats::op_counts(&events),
+        latency_ms: None,
+        throughput_ok_per_s: 0.0,
+        faults: Default::default(),
+        node_exits_unasked: vec![],
+        client_restarts: 0,
+        wall_time_s: 0.0,
+        latency: None,
+        availability: None,
+    })?;
     Ok(())
 }
 

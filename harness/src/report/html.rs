@@ -389,7 +389,7 @@ fn faults_section(h: &mut String, p: &Page<'_>) {
         let _ = write!(
             h,
             "<tr><td><span class=chip style=\"background:{}\"></span>{}</td><td class=n>{:.3}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-            super::plot::fault_colour(&a.kind),
+            super::plot::fault_colour(a.kind),
             esc(&a.label),
             a.start_s,
             a.end_s

@@ -8,6 +8,9 @@ use faultline_history::{Event, EventType, Outcome, Process};
 use serde_json::Value;
 use std::path::Path;
 
+use crate::nemesis::{Fault, NemesisKind, semantics};
+use crate::store::RunDir;
+
 /// One client operation with the times the report needs.
 #[derive(Debug, Clone)]
 pub struct OpRec {
@@ -51,8 +54,8 @@ pub fn outcome_name(o: Outcome) -> &'static str {
 /// A fault window: from the action that started a fault to the one that ended it.
 #[derive(Debug, Clone)]
 pub struct FaultWindow {
-    /// The fault kind (`partition`, `kill`, `pause`, `delay`, `loss`).
-    pub kind: String,
+    /// The fault kind.
+    pub kind: NemesisKind,
     /// A short description, e.g. `partition isolate-leader` or `kill n2,n3`.
     pub label: String,
     /// When the starting action was invoked (ns).
@@ -80,48 +83,32 @@ pub struct RunData {
     pub notes: Vec<String>,
 }
 
-fn read_json(path: &Path, notes: &mut Vec<String>, what: &str) -> Result<Value> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            notes.push(format!("No {} in the run folder: {what}.", file_name(path)));
-            Ok(Value::Null)
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 /// Reads a run folder. `history.jsonl` is required; the rest is optional.
 pub fn load(dir: &Path) -> Result<RunData> {
     let mut notes = Vec::new();
-    let hpath = dir.join("history.jsonl");
-    if !hpath.exists() {
-        anyhow::bail!(
-            "{} is not a run folder: it has no history.jsonl",
-            dir.display()
-        );
-    }
+    let run = RunDir::open(dir)?;
+    let hpath = run.history();
     let (history, _) = faultline_history::read_path(&hpath, Some(faultline_history::Format::Jsonl))
         .with_context(|| format!("cannot read {}", hpath.display()))?;
     notes.extend(history.warnings.iter().cloned());
     let events = history.events;
-    let config = read_json(
-        &dir.join("config.json"),
-        &mut notes,
-        "settings and seed are unknown",
-    )?;
-    let results = read_json(
-        &dir.join("results.json"),
-        &mut notes,
-        "the verdict is unknown (run `faultline analyze` to check the history)",
-    )?;
+    let config = match run.read_config()? {
+        Some(c) => serde_json::to_value(c)?,
+        None => {
+            notes.push("No config.json in the run folder: settings and seed are unknown.".into());
+            Value::Null
+        }
+    };
+    let results = match run.read_results()? {
+        Some(r) => serde_json::to_value(r)?,
+        None => {
+            notes.push(
+                "No results.json in the run folder: the verdict is unknown (run `faultline analyze` to check the history)."
+                    .into(),
+            );
+            Value::Null
+        }
+    };
     let paired = faultline_history::pair(&hpath.display().to_string(), &events)
         .with_context(|| format!("{} does not form a history", hpath.display()))?;
     let ops: Vec<OpRec> = paired
@@ -140,10 +127,21 @@ pub fn load(dir: &Path) -> Result<RunData> {
         .collect();
     let end_ns = events.iter().map(|e| e.time).max().unwrap_or(0);
 
-    let npath = dir.join("nemesis.jsonl");
-    let (actions, windows_source) = match std::fs::read_to_string(&npath) {
-        Ok(text) => (parse_nemesis_jsonl(&npath, &text)?, "nemesis.jsonl"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let (actions, windows_source) = match run.read_nemesis()? {
+        Some(lines) => (
+            lines
+                .into_iter()
+                .map(|l| Action {
+                    time: l.time,
+                    done: l.done,
+                    label: l.fault.label(),
+                    starts: l.starts,
+                    ends: l.ends,
+                })
+                .collect(),
+            "nemesis.jsonl",
+        ),
+        None => {
             let a = actions_from_history(&events);
             notes.push(if a.is_empty() {
                 "No nemesis.jsonl and no nemesis events in the history: no fault windows are shown."
@@ -154,7 +152,6 @@ pub fn load(dir: &Path) -> Result<RunData> {
             });
             (a, "history")
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", npath.display())),
     };
     Ok(RunData {
         ops,
@@ -167,71 +164,14 @@ pub fn load(dir: &Path) -> Result<RunData> {
     })
 }
 
-/// One nemesis action: what it did and which fault kinds it started or ended.
+/// One nemesis action: when, what, and which fault kinds it started or ended.
 #[derive(Debug, Clone)]
 struct Action {
     time: u64,
     done: u64,
-    fault: Value,
-    starts: Option<String>,
-    ends: Vec<String>,
-}
-
-const KINDS: [&str; 5] = ["partition", "kill", "pause", "delay", "loss"];
-
-/// The kinds a fault (by its `f` name) starts and ends, as the nemesis defines them.
-fn semantics(f: &str) -> (Option<&'static str>, Vec<&'static str>) {
-    match f {
-        "partition" => (Some("partition"), vec![]),
-        "kill" => (Some("kill"), vec![]),
-        "pause" => (Some("pause"), vec![]),
-        "delay" | "link-delay" => (Some("delay"), vec![]),
-        "loss" | "link-loss" => (Some("loss"), vec![]),
-        "heal" => (None, vec!["partition"]),
-        "restart" => (None, vec!["kill"]),
-        "resume" => (None, vec!["pause"]),
-        "clear-links" => (None, vec!["delay", "loss"]),
-        "clear" => (None, KINDS.to_vec()),
-        _ => (None, vec![]),
-    }
-}
-
-fn parse_nemesis_jsonl(path: &Path, text: &str) -> Result<Vec<Action>> {
-    let mut out = Vec::new();
-    let torn_possible = !text.is_empty() && !text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            // A crashed run may leave a torn last line; the history has the same facts.
-            Err(_) if torn_possible && i + 1 == lines.len() => continue,
-            Err(e) => anyhow::bail!("{}:{}: not a JSON object: {e}", path.display(), i + 1),
-        };
-        let time = v["time"]
-            .as_u64()
-            .with_context(|| format!("{}:{}: no \"time\"", path.display(), i + 1))?;
-        let done = v["done"].as_u64().unwrap_or(time);
-        let fault = v["fault"].clone();
-        let f = fault["f"].as_str().unwrap_or("");
-        let (_, default_ends) = semantics(f);
-        let starts = v["starts"].as_str().map(str::to_string);
-        let mut ends: Vec<String> = v["ends"].as_str().map(str::to_string).into_iter().collect();
-        // `clear` ends everything even when the line names no single kind.
-        if f == "clear" {
-            ends = default_ends.iter().map(|s| s.to_string()).collect();
-        }
-        out.push(Action {
-            time,
-            done,
-            fault,
-            starts,
-            ends,
-        });
-    }
-    Ok(out)
+    label: String,
+    starts: Option<NemesisKind>,
+    ends: Vec<NemesisKind>,
 }
 
 fn actions_from_history(events: &[Event]) -> Vec<Action> {
@@ -244,53 +184,21 @@ fn actions_from_history(events: &[Event]) -> Vec<Action> {
         if e.kind == EventType::Invoke {
             let (starts, ends) = semantics(&e.f);
             open = Some(out.len());
-            let mut fault = e.value.clone();
-            if fault.get("f").is_none() {
-                fault = serde_json::json!({"f": e.f});
-            }
+            let label = serde_json::from_value::<Fault>(e.value.clone())
+                .map(|f| f.label())
+                .unwrap_or_else(|_| e.f.clone());
             out.push(Action {
                 time: e.time,
                 done: e.time,
-                fault,
-                starts: starts.map(str::to_string),
-                ends: ends.iter().map(|s| s.to_string()).collect(),
+                label,
+                starts,
+                ends,
             });
         } else if let Some(i) = open.take() {
             out[i].done = e.time;
         }
     }
     out
-}
-
-/// A short label for a fault, e.g. `partition isolate-leader`, `kill n2,n3`, `delay 50±10 ms`.
-fn label(fault: &Value, kind: &str) -> String {
-    let list = |k: &str| {
-        fault[k]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default()
-    };
-    match kind {
-        "partition" => format!("partition {}", fault["shape"].as_str().unwrap_or("")),
-        "kill" | "pause" => format!("{kind} {}", list("nodes")),
-        "delay" => format!(
-            "delay {}±{} ms",
-            fault["latency_ms"].as_u64().unwrap_or(0),
-            fault["jitter_ms"].as_u64().unwrap_or(0)
-        ),
-        "loss" => format!(
-            "loss {}%",
-            (fault["probability"].as_f64().unwrap_or(0.0) * 100.0).round()
-        ),
-        k => k.to_string(),
-    }
-    .trim()
-    .to_string()
 }
 
 fn windows_of(actions: &[Action]) -> Vec<FaultWindow> {
@@ -300,15 +208,15 @@ fn windows_of(actions: &[Action]) -> Vec<FaultWindow> {
             // The oldest open window of that kind ends.
             if let Some(w) = windows
                 .iter_mut()
-                .find(|w| &w.kind == k && w.end_ns.is_none())
+                .find(|w| w.kind == *k && w.end_ns.is_none())
             {
                 w.end_ns = Some(a.done);
             }
         }
-        if let Some(k) = &a.starts {
+        if let Some(k) = a.starts {
             windows.push(FaultWindow {
-                kind: k.clone(),
-                label: label(&a.fault, k),
+                kind: k,
+                label: a.label.clone(),
                 start_ns: a.time,
                 end_ns: None,
             });
@@ -320,28 +228,64 @@ fn windows_of(actions: &[Action]) -> Vec<FaultWindow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nemesis::{PartitionShape, Target};
+    use crate::store::{NemesisLine, SCHEMA, parse_nemesis};
 
     #[test]
     fn nemesis_lines_pair_into_windows_and_clear_ends_all() {
-        let text = r#"{"time":1000,"done":1100,"fault":{"f":"partition","shape":"halves","cut":[]},"starts":"partition","ends":null,"result":"ok"}
-{"time":2000,"done":2100,"fault":{"f":"kill","target":"one","nodes":["n2"]},"starts":"kill","ends":null,"result":"ok"}
-{"time":3000,"done":3100,"fault":{"f":"heal"},"starts":null,"ends":"partition","result":"ok"}
-{"time":4000,"done":4200,"fault":{"f":"clear"},"starts":null,"ends":null,"result":"ok"}
-"#;
-        let a = parse_nemesis_jsonl(Path::new("n.jsonl"), text).unwrap();
-        let w = windows_of(&a);
+        let line = |time, fault, starts, ends| NemesisLine {
+            schema: SCHEMA,
+            time,
+            done: time + 100,
+            fault,
+            starts,
+            ends,
+            result: "ok".into(),
+        };
+        let lines = [
+            line(
+                1000,
+                Fault::Partition {
+                    shape: PartitionShape::Halves,
+                    cut: vec![],
+                    mode: Default::default(),
+                },
+                Some(NemesisKind::Partition),
+                vec![],
+            ),
+            line(
+                2000,
+                Fault::Kill {
+                    target: Target::One,
+                    nodes: vec!["n2".into()],
+                },
+                Some(NemesisKind::Kill),
+                vec![],
+            ),
+            line(3000, Fault::Heal, None, vec![NemesisKind::Partition]),
+            line(4000, Fault::Clear, None, vec![NemesisKind::Kill]),
+        ];
+        let text: String = lines
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap() + "\n")
+            .collect();
+        let parsed = parse_nemesis(Path::new("n.jsonl"), &text).unwrap();
+        let actions: Vec<Action> = parsed
+            .into_iter()
+            .map(|l| Action {
+                time: l.time,
+                done: l.done,
+                label: l.fault.label(),
+                starts: l.starts,
+                ends: l.ends,
+            })
+            .collect();
+        let w = windows_of(&actions);
         assert_eq!(w.len(), 2);
         assert_eq!(
             (w[0].label.as_str(), w[0].start_ns, w[0].end_ns),
             ("partition halves", 1000, Some(3100))
         );
-        assert_eq!((w[1].label.as_str(), w[1].end_ns), ("kill n2", Some(4200)));
-    }
-
-    #[test]
-    fn a_bad_nemesis_line_is_named() {
-        let e =
-            parse_nemesis_jsonl(Path::new("n.jsonl"), "{\"time\":1}\nnot json\n{}\n").unwrap_err();
-        assert!(e.to_string().contains("n.jsonl:2"), "{e}");
+        assert_eq!((w[1].label.as_str(), w[1].end_ns), ("kill n2", Some(4100)));
     }
 }

@@ -16,6 +16,8 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
+use crate::store::RunDir;
+
 /// What [`write_report`] produced, for the run's summary and `results.json`.
 #[derive(Debug, Clone)]
 pub struct ReportSummary {
@@ -174,13 +176,11 @@ pub fn write_report(dir: &Path) -> Result<ReportSummary> {
             .map(availability::Availability::to_json)
             .collect(),
     );
-    let rpath = dir.join("results.json");
-    if let Some(mut obj) = run.results.as_object().cloned() {
-        obj.insert("latency".into(), latency.clone());
-        obj.insert("availability".into(), availability.clone());
-        let mut t = serde_json::to_string_pretty(&Value::Object(obj))?;
-        t.push('\n');
-        std::fs::write(&rpath, t).with_context(|| format!("cannot write {}", rpath.display()))?;
+    let folder = RunDir::open(dir)?;
+    if let Some(mut results) = folder.read_results()? {
+        results.latency = Some(latency.clone());
+        results.availability = Some(availability.clone());
+        folder.write_results(&results)?;
     }
     Ok(ReportSummary {
         dir: dir.to_path_buf(),
@@ -218,18 +218,9 @@ pub struct ReportArgs {
     pub demo_seed: u64,
 }
 
-/// The run folder `run` names: a path, or `latest` in `store`.
-pub fn resolve_run_dir(run: &str, store: &Path) -> PathBuf {
-    if run == "latest" {
-        store.join("latest")
-    } else {
-        PathBuf::from(run)
-    }
-}
-
-/// Runs `faultline report`; prints where the page is. Exit code 0.
-pub fn run(args: &ReportArgs) -> Result<u8> {
-    let dir = resolve_run_dir(&args.run, &args.store);
+/// Runs `faultline report`; prints where the page is.
+pub fn run(args: &ReportArgs) -> Result<()> {
+    let dir = crate::store::resolve(&args.run, &args.store);
     if let Some(kind) = &args.demo {
         let kind = if kind == "invalid" {
             demo::DemoKind::Invalid
@@ -237,9 +228,6 @@ pub fn run(args: &ReportArgs) -> Result<u8> {
             demo::DemoKind::Valid
         };
         demo::write_demo_run(&dir, kind, args.demo_ops, args.demo_seed)?;
-    }
-    if !dir.is_dir() {
-        anyhow::bail!("{} is not a run folder (no such directory)", dir.display());
     }
     let s = write_report(&dir)?;
     // A closed stdout (e.g. piped into `head`) must not turn a written report into a panic.
@@ -252,5 +240,5 @@ pub fn run(args: &ReportArgs) -> Result<u8> {
     for n in &s.notes {
         let _ = writeln!(out, "  note      {n}");
     }
-    Ok(0)
+    Ok(())
 }

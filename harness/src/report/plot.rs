@@ -14,16 +14,9 @@ pub const INFO: &str = "#ff7f0e";
 /// Colour of context (not highlighted) marks.
 pub const MUTED: &str = "#9e9e9e";
 
-/// The colour of a fault kind's band.
-pub fn fault_colour(kind: &str) -> &'static str {
-    match kind {
-        "partition" => "#9467bd",
-        "kill" => "#8c564b",
-        "pause" => "#e377c2",
-        "delay" => "#17becf",
-        "loss" => "#bcbd22",
-        _ => "#7f7f7f",
-    }
+/// The colour of a fault kind's band, from the fault table.
+pub fn fault_colour(kind: crate::nemesis::NemesisKind) -> &'static str {
+    kind.info().colour
 }
 
 /// Escapes text for XML/HTML content and attributes.
@@ -304,7 +297,7 @@ impl Svg {
         for (i, b) in bands.iter().enumerate() {
             let x0 = f.px(b.start);
             let x1 = f.px(b.end).max(x0 + 1.5);
-            let colour = fault_colour(&b.kind);
+            let colour = fault_colour(b.kind);
             self.rect(
                 x0,
                 f.top,
@@ -398,7 +391,7 @@ pub struct Band {
     /// End (data units).
     pub end: f64,
     /// The fault kind (chooses the colour).
-    pub kind: String,
+    pub kind: crate::nemesis::NemesisKind,
     /// Short label.
     pub label: String,
 }

@@ -6,23 +6,30 @@
 //!
 //! The dialler is found from the kernel: the accepted socket's remote port
 //! names a socket in `/proc/net/tcp`, its inode names the process holding
-//! it (`/proc/<pid>/fd`), and that process's command line names the member
-//! (`--name nX`). A connection whose dialler cannot be found is closed (the
-//! member retries). Linux only, like the rest of the harness.
+//! it (`/proc/<pid>/fd`), and that process's group (`/proc/<pid>/stat`) is
+//! one node's, as the supervisor started it (any system: no command-line
+//! convention is assumed). A connection whose dialler cannot be found is
+//! closed (the node retries). Linux only, like the rest of the harness.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Starts a demultiplexer for destination `to`: connections from the member
-/// named `ids[i]` go to `links[i]` (`None` for `to` itself). Returns the
-/// address to advertise.
+/// Names the node whose process group is the given one.
+pub type WhoIs = Arc<dyn Fn(i32) -> Option<String> + Send + Sync>;
+
+/// Starts a demultiplexer for one destination: connections from the node
+/// named `ids[i]` (as `who` tells from the dialling process's group) go to
+/// `links[i]` (`None` for the destination itself). Returns the address to
+/// advertise.
 pub async fn start(
     ids: Vec<String>,
     links: Vec<Option<SocketAddr>>,
+    who: WhoIs,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<SocketAddr> {
@@ -40,13 +47,16 @@ pub async fn start(
                     Err(_) => continue,
                 },
             };
-            let (ids, links, cancel) = (ids.clone(), links.clone(), cancel.clone());
+            let (ids, links, cancel, who) =
+                (ids.clone(), links.clone(), cancel.clone(), who.clone());
             t2.spawn(async move {
-                let who = tokio::task::spawn_blocking(move || dialler(from, addr))
+                let group = tokio::task::spawn_blocking(move || dialler_group(from, addr))
                     .await
                     .ok()
                     .flatten();
-                let Some(name) = who else { return };
+                let Some(name) = group.and_then(|g| who(g)) else {
+                    return;
+                };
                 let Some(i) = ids.iter().position(|id| *id == name) else {
                     return;
                 };
@@ -92,8 +102,8 @@ pub fn socket_inode(table: &str, local: SocketAddr, remote: SocketAddr) -> Optio
     })
 }
 
-/// The `--name` of the process that dialled `listener` from `from`.
-fn dialler(from: SocketAddr, listener: SocketAddr) -> Option<String> {
+/// The process group of the process that dialled `listener` from `from`.
+fn dialler_group(from: SocketAddr, listener: SocketAddr) -> Option<i32> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     let inode = socket_inode(&table, from, listener)?;
     let target = format!("socket:[{inode}]");
@@ -109,19 +119,18 @@ fn dialler(from: SocketAddr, listener: SocketAddr) -> Option<String> {
             std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str())
         });
         if holds {
-            let cmd = std::fs::read(proc_entry.path().join("cmdline")).ok()?;
-            return name_arg(&cmd);
+            let stat = std::fs::read_to_string(proc_entry.path().join("stat")).ok()?;
+            return process_group(&stat);
         }
     }
     None
 }
 
-/// The value after `--name` in a NUL-separated command line.
-pub fn name_arg(cmdline: &[u8]) -> Option<String> {
-    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    args.windows(2)
-        .find(|w| w[0] == b"--name")
-        .map(|w| String::from_utf8_lossy(w[1]).into_owned())
+/// The process group in a `/proc/<pid>/stat` line (the fifth field; the
+/// second, the command, may hold spaces and parentheses).
+pub fn process_group(stat: &str) -> Option<i32> {
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -136,10 +145,13 @@ mod tests {
         let remote: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         assert_eq!(socket_inode(table, local, remote), Some(424242));
         assert_eq!(socket_inode(table, remote, local), None);
+        // The process's own group.
+        let own = std::fs::read_to_string("/proc/self/stat").expect("stat");
+        assert_eq!(process_group(&own), Some(nix::unistd::getpgrp().as_raw()));
         assert_eq!(
-            name_arg(b"/usr/bin/etcd\0--name\0n2\0--data-dir\0/x\0"),
-            Some("n2".into())
+            process_group("4242 (java (x) y) S 1 4240 4240 0 -1 4194560"),
+            Some(4240)
         );
-        assert_eq!(name_arg(b"/usr/bin/etcd\0"), None);
+        assert_eq!(process_group("garbage"), None);
     }
 }

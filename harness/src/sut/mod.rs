@@ -1,155 +1,538 @@
-//! The system-under-test interface, in the spirit of Jepsen's `db` and
-//! `client`: how to run one node of a system (its program, its flags for a
-//! given cluster layout, where its addresses, data and log are) and how one
-//! workload operation becomes requests to it and an outcome (`ok` / `fail` /
-//! `info`).
+//! The system under test, in the spirit of Jepsen's `db` and `client`.
+//!
+//! The **db side** is [`Db`]: a system described by a spec file
+//! ([`spec::SystemSpec`]) — how to start one node (program, arguments,
+//! environment, files, its data directory, the ports it binds, how it dials
+//! its peers), when it is ready, and who leads. faultline-node, etcd and
+//! ZooKeeper are spec files in `harness/systems/`, compiled in as the
+//! `--db` shorthands; any other system is `--db PATH.toml`.
+//!
+//! The **client side** is [`Protocol`] (one per run: makes clients, may
+//! also report a node's status) and [`Client`] (one per worker: one
+//! attempt at one [`Command`] on one node, answered ok / definite failure /
+//! try elsewhere / indeterminate). [`protocol::build`] is the one registry
+//! of protocols: faultline's HTTP API, etcd's JSON gateway, ZooKeeper, and
+//! a user's program over JSON lines.
 //!
 //! Process control (start, SIGKILL, SIGSTOP/SIGCONT, restart on the same
 //! data directory, cleanup on every exit path) is the same for every system
-//! and stays in the [`Supervisor`](crate::supervisor::Supervisor); a [`Db`]
-//! only says what to run. Two implementations: [`faultline::FaultlineDb`]
-//! (our own `faultline-node`) and [`etcd::EtcdDb`] (etcd 3.4 through its v3
-//! JSON gateway).
+//! and stays in the [`Supervisor`](crate::supervisor::Supervisor).
 
-pub mod bench;
 pub mod demux;
-pub mod etcd;
-pub mod faultline;
+pub mod probe;
+pub mod protocol;
+pub mod spec;
+pub mod template;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
-use faultline_workloads::{OpSpec, Reply, Workload};
+use anyhow::{Context as _, Result, bail};
+use faultline_workloads::Command;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::cluster::Status;
-use crate::supervisor::NodeProgram;
+pub use spec::{NodeNames, PortKind, Routing, SpecError, SystemSpec};
 
-/// A boxed, sendable future (the trait's async methods return these so a
-/// `dyn Db` works; one allocation per request is noise next to HTTP).
+/// A boxed, sendable future (the traits' async methods return these so
+/// `dyn Client` works; one allocation per request is noise next to I/O).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// How a system's peers can be put behind proxies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerRouting {
-    /// Each node is told, per peer, which address to dial: one proxy per
-    /// directed link (`i` dials `j` through its own listener).
-    PerLink,
-    /// A node advertises one peer address that every other node dials
-    /// (etcd's `--initial-advertise-peer-urls`): one proxy per destination.
-    PerDestination,
+/// The systems compiled in, by their `--db` shorthand: each is the spec
+/// file of the same name in `harness/systems/`.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("faultline", include_str!("../../systems/faultline.toml")),
+    ("etcd", include_str!("../../systems/etcd.toml")),
+    ("zookeeper", include_str!("../../systems/zookeeper.toml")),
+];
+
+/// How reads are asked for. Every protocol implements `linearizable`;
+/// others say which more they take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMode {
+    /// Reads see every write that completed before they began.
+    #[default]
+    Linearizable,
+    /// The leader answers within its lease, without a round of messages
+    /// (safe only while clocks run at the rate the lease assumes).
+    Lease,
+    /// Any node answers from its own state; may be stale.
+    Stale,
 }
 
-/// Where every node of a cluster lives: what a [`Db`] needs to write each
-/// node's flags.
-#[derive(Clone, Debug)]
-pub struct ClusterPlan {
-    /// Node ids in order (`n1`..).
-    pub ids: Vec<String>,
-    /// The address each node serves clients on (it binds this).
-    pub client_addrs: Vec<SocketAddr>,
-    /// The URL clients use for each node (a proxy when client proxies are on).
-    pub client_urls: Vec<String>,
-    /// The address each node accepts peers on (it binds this).
-    pub peer_addrs: Vec<SocketAddr>,
-    /// `dial[i][j]`: the address node `i` dials to reach node `j` (`None` on
-    /// the diagonal). With [`PeerRouting::PerDestination`] every row holds the
-    /// same address for a given `j`.
-    pub dial: Vec<Vec<Option<SocketAddr>>>,
-    /// Each node's data directory.
-    pub data_dirs: Vec<PathBuf>,
-}
+impl ReadMode {
+    /// Every mode.
+    pub const ALL: [ReadMode; 3] = [ReadMode::Linearizable, ReadMode::Lease, ReadMode::Stale];
 
-#[cfg(test)]
-impl ClusterPlan {
-    /// Two nodes n1 and n2 on made-up ports, dialling each other through `dial`.
-    pub(crate) fn two_for_tests(dial: Vec<Vec<Option<std::net::SocketAddr>>>) -> ClusterPlan {
-        let a = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
-        ClusterPlan {
-            ids: vec!["n1".into(), "n2".into()],
-            client_addrs: vec![a(1), a(2)],
-            client_urls: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
-            peer_addrs: vec![a(11), a(12)],
-            dial,
-            data_dirs: vec!["/d/n1".into(), "/d/n2".into()],
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadMode::Linearizable => "linearizable",
+            ReadMode::Lease => "lease",
+            ReadMode::Stale => "stale",
         }
     }
-}
 
-impl ClusterPlan {
-    /// The address every peer dials to reach node `j` (per-destination
-    /// routing): the first non-diagonal entry of column `j`.
-    pub fn inbound(&self, j: usize) -> SocketAddr {
-        self.dial
-            .iter()
-            .find_map(|row| row.get(j).copied().flatten())
-            .unwrap_or(self.peer_addrs[j])
+    /// The mode with this name.
+    pub fn parse(s: &str) -> Option<ReadMode> {
+        ReadMode::ALL.into_iter().find(|m| m.name() == s)
     }
 }
 
-/// One node as a client addresses it.
-#[derive(Clone, Debug)]
-pub struct Target {
+/// A node's view of the cluster, from the leader probe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
     /// The node's id.
     pub id: String,
-    /// The URL operations go to (possibly through a client proxy).
-    pub client_url: String,
-    /// The node's own URL (status queries, never proxied).
-    pub direct_url: String,
+    /// Its role (`leader`, `follower`, ...); `leader` means it leads.
+    pub role: String,
+    /// Its term or epoch, when the system tells.
+    #[serde(default)]
+    pub term: Option<u64>,
+    /// The leader it knows, when the system tells.
+    #[serde(default)]
+    pub leader: Option<String>,
 }
 
-/// The result of one attempt at an operation on one node.
+impl Status {
+    /// Whether this node says it leads.
+    pub fn leads(&self) -> bool {
+        self.role == "leader"
+    }
+}
+
+/// One attempt's outcome.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Attempt {
-    /// The operation ended: `ok`, `fail` (certainly no effect) or `info`
-    /// (maybe took effect).
-    Done(Reply),
-    /// Certainly no effect here; try another node (the named one if known).
+    /// It took effect. A read's value (`null`: absent); ignored otherwise.
+    Ok(Value),
+    /// It certainly did not take effect, and will not anywhere (a refused
+    /// cas, a bad request). `current` is what a refused cas saw, or `null`.
+    Fail {
+        /// The value a refused cas saw, if the system reported it.
+        current: Value,
+        /// Why.
+        why: String,
+    },
+    /// Certainly not done on this node (not the leader, unavailable, could
+    /// not connect): try another, the hinted one if known.
     Elsewhere {
-        /// The node the answer named as leader, if any.
+        /// The node named as leader, if any.
         hint: Option<String>,
         /// Why, for the completion's error if no node takes it.
         why: String,
     },
+    /// It may have taken effect (a timeout, a lost connection or answer,
+    /// an indeterminate error).
+    Ambiguous(String),
+    /// The client side broke its protocol (a client program printed
+    /// garbage): the operation may have happened, and the run must stop
+    /// with this error.
+    Fatal(String),
 }
 
-/// A system under test.
-pub trait Db: Send + Sync {
-    /// The name used by `--db`.
+/// One attempt at one command.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The node to send it to (index into the run's nodes).
+    pub node: usize,
+    /// What to do.
+    pub cmd: &'a Command,
+    /// The logical client (history process) sending it.
+    pub client: u64,
+    /// Its sequence number within that client: a resend keeps it.
+    pub seq: u64,
+    /// How long this attempt may take.
+    pub timeout: Duration,
+}
+
+/// The client side of one worker: one attempt at a time.
+pub trait Client: Send {
+    /// Makes one attempt.
+    fn attempt<'a>(&'a mut self, req: Request<'a>) -> BoxFuture<'a, Attempt>;
+}
+
+/// One node as clients address it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Endpoint {
+    /// Its id.
+    pub id: String,
+    /// The address clients dial (a proxy when client links are faulted).
+    pub addr: SocketAddr,
+    /// Its own client address (status queries, never proxied).
+    pub direct: SocketAddr,
+}
+
+/// The client protocol of a run: makes one [`Client`] per worker.
+pub trait Protocol: Send + Sync {
+    /// Its name (`faultline-http`, `etcd`, `zookeeper`, `program`).
     fn name(&self) -> &'static str;
-    /// The program to run for every node.
-    fn program(&self) -> NodeProgram;
-    /// How peers can be proxied.
-    fn routing(&self) -> PeerRouting;
-    /// The flags that start (and restart, on the same data directory) node `me`.
-    fn node_args(&self, plan: &ClusterPlan, me: usize) -> Vec<String>;
-    /// How long a node may take to exit after SIGTERM before it is SIGKILLed.
-    fn stop_grace(&self) -> Duration {
-        Duration::from_secs(10)
+    /// Whether the system applies a resent request (same client and
+    /// sequence number) at most once, so ambiguous attempts may be resent.
+    fn dedup(&self) -> bool;
+    /// A client for worker `worker`.
+    fn client<'a>(&'a self, worker: usize) -> BoxFuture<'a, Result<Box<dyn Client>>>;
+    /// Node `node`'s view of the cluster, when the protocol can ask
+    /// (`leader.via_client` in a spec).
+    fn status<'a>(&'a self, _node: usize) -> BoxFuture<'a, Option<Status>> {
+        Box::pin(async { None })
     }
-    /// One node's view: its role, term and the leader it knows; `None` when
-    /// it does not answer in time.
-    fn status<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        node: &'a Target,
-        ids: &'a [String],
-    ) -> BoxFuture<'a, Option<Status>>;
-    /// One attempt at `op` on `node` within `timeout`, for `workload`.
-    fn attempt<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        workload: &'a dyn Workload,
-        node: &'a Target,
-        op: &'a OpSpec,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Attempt>;
+    /// How many times a client had to be restarted (program clients).
+    fn restarts(&self) -> u64 {
+        0
+    }
 }
 
-/// Names of the systems `--db` accepts.
-pub const KNOWN: &[&str] = &["faultline", "etcd"];
+/// What a program, its arguments, environment and files are for one node.
+#[derive(Clone, Debug, Serialize)]
+pub struct Launch {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Files written (relative to `cwd`) before every start.
+    pub files: Vec<(PathBuf, String)>,
+    /// The working directory (the node's data directory).
+    pub cwd: PathBuf,
+}
+
+/// Where a spec came from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpecSource {
+    /// Compiled in, by its shorthand.
+    BuiltIn(String),
+    /// A file.
+    File(PathBuf),
+}
+
+/// A system under test, ready to launch: its spec and what the command
+/// line adds (`--node-bin`, `--node-arg`, `--node-bug`).
+#[derive(Clone, Debug)]
+pub struct Db {
+    /// The spec.
+    pub spec: SystemSpec,
+    /// Where it came from.
+    pub source: SpecSource,
+    /// The folder relative paths in the spec start from.
+    pub spec_dir: PathBuf,
+    /// Replaces the spec's program (`--node-bin`).
+    pub program: Option<PathBuf>,
+    /// Appended to every node's arguments (`--node-arg`).
+    pub extra_args: Vec<String>,
+    /// Deliberate mistakes on every node (`--node-bug NAME`).
+    pub bugs: Vec<String>,
+    /// Deliberate mistakes on single nodes (`--node-bug nK:NAME`), by id.
+    pub node_bugs: BTreeMap<String, Vec<String>>,
+}
+
+impl Db {
+    /// The system `--db` names: a shorthand (`faultline`, `etcd`,
+    /// `zookeeper`) or the path of a spec file.
+    pub fn resolve(arg: &str) -> Result<Db, SpecError> {
+        if let Some((name, text)) = BUILT_IN.iter().find(|(n, _)| *n == arg) {
+            let file = format!("harness/systems/{name}.toml (built in)");
+            let spec = SystemSpec::parse(&file, text)?;
+            return Ok(Db::new(
+                spec,
+                SpecSource::BuiltIn(name.to_string()),
+                PathBuf::from("."),
+            ));
+        }
+        let path = Path::new(arg);
+        if !(arg.ends_with(".toml") || arg.contains('/')) {
+            let known: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+            return Err(SpecError {
+                file: arg.to_string(),
+                field: "--db".into(),
+                message: format!(
+                    "not a known system ({}) nor a spec file (PATH.toml)",
+                    known.join(", ")
+                ),
+            });
+        }
+        let spec = SystemSpec::load(path)?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        Ok(Db::new(
+            spec,
+            SpecSource::File(std::fs::canonicalize(path).unwrap_or(path.to_path_buf())),
+            dir,
+        ))
+    }
+
+    fn new(spec: SystemSpec, source: SpecSource, spec_dir: PathBuf) -> Db {
+        Db {
+            spec,
+            source,
+            spec_dir,
+            program: None,
+            extra_args: Vec::new(),
+            bugs: Vec::new(),
+            node_bugs: BTreeMap::new(),
+        }
+    }
+
+    /// The spec's file name, for messages.
+    pub fn file(&self) -> String {
+        match &self.source {
+            SpecSource::BuiltIn(n) => format!("harness/systems/{n}.toml"),
+            SpecSource::File(p) => p.display().to_string(),
+        }
+    }
+
+    fn err(&self, field: &str, message: String) -> SpecError {
+        SpecError {
+            file: self.file(),
+            field: field.to_string(),
+            message,
+        }
+    }
+
+    /// The system's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// How peers reach each other.
+    pub fn routing(&self) -> Routing {
+        self.spec.node.routing
+    }
+
+    /// The names of the ports peers dial (each proxied per link).
+    pub fn peer_ports(&self) -> Vec<String> {
+        self.spec.ports_of(PortKind::Peer)
+    }
+
+    /// Every port a node binds, in name order.
+    pub fn port_names(&self) -> Vec<String> {
+        self.spec.ports.keys().cloned().collect()
+    }
+
+    /// How long a node may take to exit after SIGTERM.
+    pub fn stop_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.spec.node.stop_grace_s.unwrap_or(10.0))
+    }
+
+    /// How long a node may take to become ready after a start.
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.spec.ready.timeout_s.unwrap_or(30.0))
+    }
+
+    /// Whether the spec says how to find the leader.
+    pub fn has_leader_probe(&self) -> bool {
+        self.spec.leader.is_some()
+    }
+
+    /// Whether the client side may resend an ambiguous attempt (the system
+    /// applies a request with the same client and sequence number once).
+    pub fn dedup(&self) -> bool {
+        match self.spec.client.protocol.as_str() {
+            "program" => self.spec.client.dedup,
+            p => protocol::dedup(p),
+        }
+    }
+
+    /// The read modes the client side implements.
+    pub fn read_modes(&self) -> Vec<ReadMode> {
+        match self.spec.client.protocol.as_str() {
+            "program" => {
+                let mut m: Vec<ReadMode> = self
+                    .spec
+                    .client
+                    .read_modes
+                    .iter()
+                    .filter_map(|m| ReadMode::parse(m))
+                    .collect();
+                if !m.contains(&ReadMode::Linearizable) {
+                    m.insert(0, ReadMode::Linearizable);
+                }
+                m
+            }
+            p => protocol::read_modes(p).to_vec(),
+        }
+    }
+
+    /// Resolves a rendered program name: a path (relative to the spec's
+    /// folder) that must exist, or a name on `PATH`.
+    fn find_program(&self, field: &str, name: &str) -> Result<PathBuf, SpecError> {
+        if name.contains('/') {
+            let p = Path::new(name);
+            let p = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                self.spec_dir.join(p)
+            };
+            if is_executable(&p) {
+                return Ok(p);
+            }
+            return Err(self.err(
+                field,
+                format!("program {} is not an executable file", p.display()),
+            ));
+        }
+        which(name).ok_or_else(|| {
+            self.err(
+                field,
+                format!("program {name:?} not found on PATH (install it, or give its path)"),
+            )
+        })
+    }
+
+    /// What to run for node `me` of the cluster `names` describes.
+    pub fn launch(&self, names: &NodeNames, me: usize) -> Result<Launch, SpecError> {
+        let spec = &self.spec;
+        let mut none = |_: &str| None;
+        let mut cmd = names
+            .command(spec, me, &spec.node.command, &mut none)
+            .map_err(|e| self.err("node.command", e.to_string()))?;
+        let program = match &self.program {
+            Some(p) => {
+                if !is_executable(p) {
+                    return Err(self.err(
+                        "--node-bin",
+                        format!("{} is not an executable file", p.display()),
+                    ));
+                }
+                p.clone()
+            }
+            None => self.find_program("node.command[0]", &cmd[0])?,
+        };
+        let mut args = cmd.split_off(1);
+        let own = self.node_bugs.get(&names.ids[me]).into_iter().flatten();
+        for bug in self.bugs.iter().chain(own) {
+            for a in &spec.node.bug_args {
+                let mut extra = |n: &str| (n == "bug").then(|| bug.clone());
+                args.push(
+                    names
+                        .render(spec, me, a, &mut extra)
+                        .map_err(|e| self.err("node.bug_args", e.to_string()))?,
+                );
+            }
+        }
+        args.extend(self.extra_args.iter().cloned());
+        let mut env = Vec::new();
+        for (k, v) in &spec.node.env {
+            let v = names
+                .render(spec, me, v, &mut none)
+                .map_err(|e| self.err(&format!("node.env.{k}"), e.to_string()))?;
+            env.push((k.clone(), v));
+        }
+        let mut files = Vec::new();
+        for (i, f) in spec.node.files.iter().enumerate() {
+            let path = names
+                .render(spec, me, &f.path, &mut none)
+                .map_err(|e| self.err(&format!("node.files[{i}].path"), e.to_string()))?;
+            let text = names
+                .render(spec, me, &f.text, &mut none)
+                .map_err(|e| self.err(&format!("node.files[{i}].text"), e.to_string()))?;
+            if Path::new(&path).is_absolute() || path.split('/').any(|c| c == "..") {
+                return Err(self.err(
+                    &format!("node.files[{i}].path"),
+                    format!("{path:?} must stay inside the data directory"),
+                ));
+            }
+            files.push((PathBuf::from(path), text));
+        }
+        Ok(Launch {
+            program,
+            args,
+            env,
+            files,
+            cwd: names.data_dirs[me].clone(),
+        })
+    }
+
+    /// The deliberate mistakes the system knows, from `node.bug_list`
+    /// (`None` when the spec does not say).
+    pub fn known_bugs(&self, names: &NodeNames) -> Result<Option<Vec<String>>> {
+        if self.spec.node.bug_list.is_empty() {
+            return Ok(None);
+        }
+        let mut none = |_: &str| None;
+        let cmd = names
+            .command(&self.spec, 0, &self.spec.node.bug_list, &mut none)
+            .map_err(|e| self.err("node.bug_list", e.to_string()))?;
+        let program = self.find_program("node.bug_list[0]", &cmd[0])?;
+        let out = std::process::Command::new(&program)
+            .args(&cmd[1..])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("{}: node.bug_list: cannot run it", self.file()))?;
+        if !out.status.success() {
+            bail!(
+                "{}: node.bug_list: {} exited with {}",
+                self.file(),
+                program.display(),
+                out.status
+            );
+        }
+        Ok(Some(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                .collect(),
+        ))
+    }
+
+    /// Checks that `--node-bug` names only mistakes the system knows and
+    /// that the spec says how to switch them on.
+    pub fn check_bugs(&self, names: &NodeNames) -> Result<()> {
+        let wanted: Vec<&String> = self
+            .bugs
+            .iter()
+            .chain(self.node_bugs.values().flatten())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        if self.spec.node.bug_args.is_empty() {
+            bail!(
+                "{}: node.bug_args: missing, so --node-bug cannot be used with {}",
+                self.file(),
+                self.name()
+            );
+        }
+        if let Some(known) = self.known_bugs(names)?
+            && let Some(b) = wanted.iter().find(|b| !known.contains(b))
+        {
+            bail!("unknown bug `{b}`; known: {}", known.join(", "));
+        }
+        Ok(())
+    }
+
+    /// Renders the readiness or leader probe's templates for node `me`.
+    pub fn render(&self, names: &NodeNames, me: usize, field: &str, tpl: &str) -> Result<String> {
+        names
+            .render(&self.spec, me, tpl, &mut |_| None)
+            .map_err(|e| self.err(field, e.to_string()).into())
+    }
+}
+
+/// Whether `p` is a file someone may execute.
+pub fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The first executable file called `name` on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
 
 /// Writes `err`'s chain of causes on one line (reqwest's Display omits them).
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -163,25 +546,64 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// How a transport error ends an attempt. A connection that could not be
-/// opened sent nothing: definite, try elsewhere. A timeout or a broken
-/// connection after sending may have taken effect: `info` for an op with
-/// effects, `fail` for one without (a read changes nothing).
-pub fn transport_outcome(e: &reqwest::Error, node: &str, effectful: bool) -> Attempt {
-    if e.is_connect() && !e.is_timeout() {
-        return Attempt::Elsewhere {
-            hint: None,
-            why: format!("connect: {node}"),
-        };
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_spec_is_valid() {
+        for (name, _) in BUILT_IN {
+            let db = Db::resolve(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!db.name().is_empty());
+        }
     }
-    let why = if e.is_timeout() {
-        "timeout".to_string()
-    } else {
-        format!("transport: {}", error_chain(e))
-    };
-    if effectful {
-        Attempt::Done(Reply::Info(why))
-    } else {
-        Attempt::Done(Reply::Fail(serde_json::Value::Null, why))
+
+    #[test]
+    fn an_unknown_name_lists_the_built_in_systems() {
+        let e = Db::resolve("cassandra").expect_err("unknown").to_string();
+        assert!(e.contains("faultline, etcd, zookeeper"), "{e}");
+        let e = Db::resolve("/no/such/spec.toml")
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            e.starts_with("/no/such/spec.toml: file: cannot read it"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn faultline_node_launches_with_every_peer_through_its_link() {
+        let mut db = Db::resolve("faultline").expect("built in");
+        db.program = Some(PathBuf::from("/bin/true"));
+        db.bugs = vec!["skip-dedup".into()];
+        db.node_bugs = [("n2".to_string(), vec!["forget-vote".to_string()])].into();
+        db.extra_args = vec!["--heartbeat-ms=20".into()];
+        let names = NodeNames {
+            ids: vec!["n1".into(), "n2".into()],
+            ports: vec![
+                [("client".to_string(), 1), ("peer".to_string(), 11)].into(),
+                [("client".to_string(), 2), ("peer".to_string(), 12)].into(),
+            ],
+            dial: [("peer".to_string(), vec![vec![11, 21], vec![22, 12]])].into(),
+            data_dirs: vec!["/d/n1".into(), "/d/n2".into()],
+            faultline: PathBuf::from("/fl"),
+            spec_dir: PathBuf::from("."),
+        };
+        let l = db.launch(&names, 0).expect("launch");
+        assert_eq!(l.program, PathBuf::from("/bin/true"));
+        assert_eq!(
+            l.args.join(" "),
+            "node --id n1 --data-dir /d/n1 --client-addr 127.0.0.1:1 --peer-addr 127.0.0.1:11 \
+             --peer n2=127.0.0.1:21 --peer-client n2=http://127.0.0.1:2 --bug skip-dedup \
+             --heartbeat-ms=20"
+        );
+        let l = db.launch(&names, 1).expect("launch");
+        assert!(
+            l.args
+                .join(" ")
+                .ends_with("--bug skip-dedup --bug forget-vote --heartbeat-ms=20"),
+            "{:?}",
+            l.args
+        );
     }
 }

@@ -1,139 +1,12 @@
-//! The nemesis: one closed enum of faults and a seeded scheduler that decides
-//! which fault comes next and whom it hits. It only decides; the cluster
-//! (proxies and supervisor) carries faults out.
-
-use std::fmt;
+//! The seeded scheduler: which fault comes next and whom it hits, and the
+//! partition shapes and kill/pause targets it draws from.
 
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-/// A family of faults the user can ask for with `--nemesis`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case")]
-pub enum NemesisKind {
-    /// Network partitions of several shapes, then heal.
-    Partition,
-    /// SIGKILL nodes, then restart them on the same data.
-    Kill,
-    /// SIGSTOP nodes, then SIGCONT them.
-    Pause,
-    /// Add latency and jitter to every link, then clear.
-    Delay,
-    /// Drop connections with a probability per chunk, then clear.
-    Loss,
-}
-
-impl NemesisKind {
-    /// Every kind, in the order `--help` lists them.
-    pub const ALL: [NemesisKind; 5] = [
-        NemesisKind::Partition,
-        NemesisKind::Kill,
-        NemesisKind::Pause,
-        NemesisKind::Delay,
-        NemesisKind::Loss,
-    ];
-
-    /// The name used on the command line and in files.
-    pub fn name(self) -> &'static str {
-        match self {
-            NemesisKind::Partition => "partition",
-            NemesisKind::Kill => "kill",
-            NemesisKind::Pause => "pause",
-            NemesisKind::Delay => "delay",
-            NemesisKind::Loss => "loss",
-        }
-    }
-
-    /// One line for `faultline list`.
-    pub fn description(self) -> &'static str {
-        match self {
-            NemesisKind::Partition => {
-                "cut links: isolate a node or the leader, halves, majorities ring, bridge, one-way; then heal"
-            }
-            NemesisKind::Kill => {
-                "SIGKILL one, a minority, a majority, the leader or all nodes; restart them on their data"
-            }
-            NemesisKind::Pause => "SIGSTOP nodes (same targets as kill), then SIGCONT them",
-            NemesisKind::Delay => "add latency and jitter to every link, then clear",
-            NemesisKind::Loss => {
-                "drop connections with a probability per chunk on every link, then clear"
-            }
-        }
-    }
-
-    /// Parses a comma-separated list (`none` is the empty list, `all` is every
-    /// kind) whose partition, kill and pause entries may name the variants to
-    /// draw from: `partition:isolate-leader+halves`, `kill:majority+all`,
-    /// `pause:leader`.
-    pub fn parse_spec(s: &str) -> Result<(Vec<NemesisKind>, Choices), String> {
-        let mut out: Vec<NemesisKind> = Vec::new();
-        let mut choices = Choices::default();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (part, variants) = match part.split_once(':') {
-                Some((k, v)) => (k.trim(), Some(v)),
-                None => (part, None),
-            };
-            if let Some(v) = variants {
-                match part {
-                    "partition" => {
-                        choices.shapes = pick_variants(
-                            NemesisKind::Partition,
-                            v,
-                            &PartitionShape::ALL,
-                            PartitionShape::name,
-                        )?;
-                    }
-                    "kill" => {
-                        choices.kill =
-                            pick_variants(NemesisKind::Kill, v, &Target::ALL, Target::name)?;
-                    }
-                    "pause" => {
-                        choices.pause =
-                            pick_variants(NemesisKind::Pause, v, &Target::ALL, Target::name)?;
-                    }
-                    _ => {
-                        return Err(format!(
-                            "`{part}:{v}`: only partition, kill and pause take variants"
-                        ));
-                    }
-                }
-            }
-            match part {
-                "none" => {}
-                "all" => out.extend(NemesisKind::ALL),
-                _ => match NemesisKind::ALL.iter().find(|k| k.name() == part) {
-                    Some(k) => out.push(*k),
-                    None => {
-                        return Err(format!(
-                            "unknown nemesis `{part}`; known: {}, all, none",
-                            NemesisKind::ALL.map(NemesisKind::name).join(", ")
-                        ));
-                    }
-                },
-            }
-        }
-        out.sort();
-        out.dedup();
-        Ok((out, choices))
-    }
-
-    /// Whether two kinds can be active together (delay and loss both set
-    /// the links' quality, so only one at a time).
-    fn conflicts(self, other: NemesisKind) -> bool {
-        matches!(
-            (self, other),
-            (NemesisKind::Delay, NemesisKind::Loss) | (NemesisKind::Loss, NemesisKind::Delay)
-        )
-    }
-}
-
-impl fmt::Display for NemesisKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use super::{Fault, NemesisKind, Plan};
 
 /// The shape of a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,133 +90,6 @@ impl Target {
     }
 }
 
-/// The shapes and targets each kind draws from: every one unless the
-/// command line narrowed it (`partition:isolate-leader`, `kill:majority+all`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Choices {
-    /// Partition shapes.
-    pub shapes: Vec<PartitionShape>,
-    /// Whom a kill hits.
-    pub kill: Vec<Target>,
-    /// Whom a pause hits.
-    pub pause: Vec<Target>,
-}
-
-impl Default for Choices {
-    fn default() -> Choices {
-        Choices {
-            shapes: PartitionShape::ALL.to_vec(),
-            kill: Target::ALL.to_vec(),
-            pause: Target::ALL.to_vec(),
-        }
-    }
-}
-
-/// `a+b+c` against a closed list of named variants, in the list's order.
-fn pick_variants<T: Copy + PartialEq>(
-    kind: NemesisKind,
-    text: &str,
-    all: &[T],
-    name: fn(T) -> &'static str,
-) -> Result<Vec<T>, String> {
-    let mut out = Vec::new();
-    for v in text.split('+').map(str::trim) {
-        match all.iter().find(|x| name(**x) == v) {
-            Some(x) if !out.contains(x) => out.push(*x),
-            Some(_) => {}
-            None => {
-                let known: Vec<&str> = all.iter().map(|x| name(*x)).collect();
-                return Err(format!(
-                    "unknown {kind} variant `{v}`; known: {}",
-                    known.join(", ")
-                ));
-            }
-        }
-    }
-    out.sort_by_key(|x| all.iter().position(|y| y == x));
-    Ok(out)
-}
-
-/// One fault, with whom it hits already decided. The closed vocabulary of
-/// everything the harness can do to a cluster.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "f", rename_all = "kebab-case")]
-pub enum Fault {
-    /// Blackhole these directed links `[from, to]`.
-    Partition {
-        /// The shape that produced the cut.
-        shape: PartitionShape,
-        /// Directed links cut (node `from` can no longer send to `to`).
-        cut: Vec<[String; 2]>,
-    },
-    /// Remove every partition.
-    Heal,
-    /// SIGKILL these nodes.
-    Kill {
-        /// How the nodes were chosen.
-        target: Target,
-        /// The nodes.
-        nodes: Vec<String>,
-    },
-    /// Restart every killed node on its data directory.
-    Restart,
-    /// SIGSTOP these nodes.
-    Pause {
-        /// How the nodes were chosen.
-        target: Target,
-        /// The nodes.
-        nodes: Vec<String>,
-    },
-    /// SIGCONT every paused node.
-    Resume,
-    /// Delay every link.
-    LinkDelay {
-        /// Mean added latency (ms).
-        latency_ms: u64,
-        /// Jitter (ms).
-        jitter_ms: u64,
-    },
-    /// Per-chunk connection loss on every link.
-    LinkLoss {
-        /// Probability a chunk drops its connection.
-        probability: f64,
-    },
-    /// Links back to pass (partitions stay).
-    ClearLinks,
-    /// Everything healthy: heal, restart, resume, clear links.
-    Clear,
-}
-
-impl Fault {
-    /// The short name used in history events and the progress line.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Fault::Partition { .. } => "partition",
-            Fault::Heal => "heal",
-            Fault::Kill { .. } => "kill",
-            Fault::Restart => "restart",
-            Fault::Pause { .. } => "pause",
-            Fault::Resume => "resume",
-            Fault::LinkDelay { .. } => "delay",
-            Fault::LinkLoss { .. } => "loss",
-            Fault::ClearLinks => "clear-links",
-            Fault::Clear => "clear",
-        }
-    }
-
-    /// The kind this fault starts, if it starts one.
-    pub fn starts(&self) -> Option<NemesisKind> {
-        match self {
-            Fault::Partition { .. } => Some(NemesisKind::Partition),
-            Fault::Kill { .. } => Some(NemesisKind::Kill),
-            Fault::Pause { .. } => Some(NemesisKind::Pause),
-            Fault::LinkDelay { .. } => Some(NemesisKind::Delay),
-            Fault::LinkLoss { .. } => Some(NemesisKind::Loss),
-            _ => None,
-        }
-    }
-}
-
 /// What the scheduler knows about the cluster when it decides.
 #[derive(Clone, Debug)]
 pub struct View {
@@ -359,21 +105,19 @@ pub struct View {
 /// rounds, and up to two faults overlap.
 pub struct Scheduler {
     rng: ChaCha8Rng,
-    kinds: Vec<NemesisKind>,
-    choices: Choices,
+    plan: Plan,
     round: Vec<NemesisKind>,
     active: Vec<NemesisKind>,
 }
 
 impl Scheduler {
-    /// A scheduler over `kinds` drawing shapes and targets from `choices`, seeded.
-    pub fn new(seed: u64, kinds: &[NemesisKind], choices: Choices) -> Scheduler {
+    /// A scheduler over the plan's kinds and parameters, seeded.
+    pub fn new(seed: u64, plan: Plan) -> Scheduler {
         Scheduler {
             // A stream apart from the clients' so adding clients does not
             // change the faults.
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7300),
-            kinds: kinds.to_vec(),
-            choices,
+            plan,
             round: Vec::new(),
             active: Vec::new(),
         }
@@ -386,10 +130,11 @@ impl Scheduler {
 
     /// The next fault, or `None` when no kinds were requested.
     pub fn next(&mut self, view: &View) -> Option<Fault> {
-        if self.kinds.is_empty() || view.ids.is_empty() {
+        if self.plan.kinds.is_empty() || view.ids.is_empty() {
             return None;
         }
         let startable: Vec<NemesisKind> = self
+            .plan
             .kinds
             .iter()
             .copied()
@@ -403,7 +148,7 @@ impl Scheduler {
         }
         let kind = loop {
             if self.round.is_empty() {
-                self.round = self.kinds.clone();
+                self.round = self.plan.kinds.clone();
                 self.round.shuffle(&mut self.rng);
             }
             let k = self.round.remove(0);
@@ -423,30 +168,37 @@ impl Scheduler {
     }
 
     fn start(&mut self, kind: NemesisKind, view: &View) -> Fault {
+        let p = &self.plan;
         match kind {
             NemesisKind::Partition => {
-                let shapes = &self.choices.shapes;
-                let shape = shapes[self.rng.random_range(0..shapes.len())];
+                let shape = p.shapes[self.rng.random_range(0..p.shapes.len())];
+                let mode = p.cut;
                 let cut = partition(shape, view, &mut self.rng);
-                Fault::Partition { shape, cut }
+                Fault::Partition { shape, cut, mode }
             }
             NemesisKind::Kill => {
-                let kill = &self.choices.kill;
-                let target = kill[self.rng.random_range(0..kill.len())];
+                let target = p.kill[self.rng.random_range(0..p.kill.len())];
                 let nodes = targets(target, view, &mut self.rng);
                 Fault::Kill { target, nodes }
             }
             NemesisKind::Pause => {
-                let pause = &self.choices.pause;
-                let target = pause[self.rng.random_range(0..pause.len())];
+                let target = p.pause[self.rng.random_range(0..p.pause.len())];
                 let nodes = targets(target, view, &mut self.rng);
                 Fault::Pause { target, nodes }
             }
             NemesisKind::Delay => Fault::LinkDelay {
-                latency_ms: 50,
-                jitter_ms: 10,
+                latency_ms: p.delay.latency_ms,
+                jitter_ms: p.delay.jitter_ms,
+                links: p.delay.links,
             },
-            NemesisKind::Loss => Fault::LinkLoss { probability: 0.05 },
+            NemesisKind::Loss => Fault::LinkLoss {
+                probability: p.loss.probability,
+                links: p.loss.links,
+            },
+            NemesisKind::Bandwidth => Fault::LinkBandwidth {
+                bytes_per_sec: p.bandwidth.bytes_per_sec,
+                links: p.bandwidth.links,
+            },
         }
     }
 }
@@ -456,7 +208,7 @@ fn end_of(kind: NemesisKind) -> Fault {
         NemesisKind::Partition => Fault::Heal,
         NemesisKind::Kill => Fault::Restart,
         NemesisKind::Pause => Fault::Resume,
-        NemesisKind::Delay | NemesisKind::Loss => Fault::ClearLinks,
+        NemesisKind::Delay | NemesisKind::Loss | NemesisKind::Bandwidth => Fault::ClearLinks,
     }
 }
 
@@ -598,39 +350,13 @@ mod tests {
     }
 
     #[test]
-    fn parse_lists_known_names_and_rejects_others() {
-        assert_eq!(
-            NemesisKind::parse_spec("partition,kill,pause")
-                .expect("ok")
-                .0,
-            vec![
-                NemesisKind::Partition,
-                NemesisKind::Kill,
-                NemesisKind::Pause
-            ]
-        );
-        assert!(NemesisKind::parse_spec("none").expect("ok").0.is_empty());
-        assert_eq!(NemesisKind::parse_spec("all").expect("ok").0.len(), 5);
-        let e = NemesisKind::parse_spec("partition,flood").expect_err("unknown");
-        assert!(
-            e.contains("flood") && e.contains("partition, kill, pause"),
-            "{e}"
-        );
-    }
-
-    #[test]
     fn variants_narrow_what_the_scheduler_draws() {
-        let (kinds, choices) =
-            NemesisKind::parse_spec("partition:isolate-leader, kill:all+majority").expect("ok");
-        assert_eq!(kinds, vec![NemesisKind::Partition, NemesisKind::Kill]);
-        assert_eq!(choices.shapes, vec![PartitionShape::IsolateLeader]);
-        assert_eq!(choices.kill, vec![Target::Majority, Target::All]);
-        assert_eq!(choices.pause, Target::ALL.to_vec());
+        let plan = Plan::parse("partition:isolate-leader, kill:all+majority").expect("ok");
         let v = view(5);
-        let mut s = Scheduler::new(7, &kinds, choices);
+        let mut s = Scheduler::new(7, plan);
         for _ in 0..40 {
             match s.next(&v) {
-                Some(Fault::Partition { shape, cut }) => {
+                Some(Fault::Partition { shape, cut, .. }) => {
                     assert_eq!(shape, PartitionShape::IsolateLeader);
                     assert_eq!(reach(&cut, &v.ids, "n2").len(), 1);
                 }
@@ -640,17 +366,6 @@ mod tests {
                 }
                 _ => {}
             }
-        }
-        for (bad, says) in [
-            ("partition:halfs", "unknown partition variant `halfs`"),
-            (
-                "kill:everyone",
-                "known: one, minority, majority, leader, all",
-            ),
-            ("delay:50", "only partition, kill and pause take variants"),
-        ] {
-            let e = NemesisKind::parse_spec(bad).expect_err(bad);
-            assert!(e.contains(says), "{bad}: {e}");
         }
     }
 
@@ -722,14 +437,10 @@ mod tests {
 
     #[test]
     fn scheduler_is_seeded_and_covers_every_kind() {
-        let kinds = [
-            NemesisKind::Partition,
-            NemesisKind::Kill,
-            NemesisKind::Pause,
-        ];
+        let plan = Plan::parse("partition,kill,pause").expect("ok");
         let v = view(5);
         let run = |seed| {
-            let mut s = Scheduler::new(seed, &kinds, Choices::default());
+            let mut s = Scheduler::new(seed, plan.clone());
             (0..6).filter_map(|_| s.next(&v)).collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
@@ -740,11 +451,7 @@ mod tests {
     #[test]
     fn heal_all_ends_everything_active() {
         let v = view(3);
-        let mut s = Scheduler::new(
-            9,
-            &[NemesisKind::Kill, NemesisKind::Pause],
-            Choices::default(),
-        );
+        let mut s = Scheduler::new(9, Plan::parse("kill,pause").expect("ok"));
         let _ = s.next(&v);
         let heals = s.heal_all();
         assert_eq!(heals.last(), Some(&Fault::Clear));

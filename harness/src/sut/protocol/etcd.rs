@@ -1,64 +1,63 @@
-//! etcd 3.4 behind the [`Db`] interface: members on 127.0.0.1 whose
-//! advertised peer URLs are the harness's proxy ports, pre-vote on, and
-//! client operations through the v3 JSON gateway (keys and values base64,
-//! int64 fields as strings).
+//! etcd 3.4's v3 JSON gateway as a client protocol (keys and values
+//! base64, int64 fields as strings). The members themselves are described
+//! by `harness/systems/etcd.toml`.
 //!
-//! Operations: `read` is `POST /v3/kv/range` (linearizable unless the
-//! serializable option is on: then a member answers from its own state,
-//! possibly stale); `write` is `/v3/kv/put`; `cas [from, to]` is a
-//! `/v3/kv/txn` comparing the value (or, for `from = null`, that the key was
-//! never created); `append` and `add` (set and counter workloads) are a
-//! linearizable range and then a txn guarded by the key's `mod_revision`,
-//! repeated on conflict while the op's time lasts. Values are stored as JSON
-//! text so every workload's values round-trip.
+//! Commands: `read` is `POST /v3/kv/range` (linearizable; with the `stale`
+//! read mode serializable: a member answers from its own state); `write` is
+//! `/v3/kv/put`; `cas` is a `/v3/kv/txn` comparing the value (or, for
+//! `from = null`, that the key was never created) whose failure branch
+//! reads the key, so a refused cas reports the current value; `append` and
+//! `incr` are a linearizable range and then a txn guarded by the key's
+//! `mod_revision`, repeated on conflict while the attempt's time lasts.
+//! Values are stored as JSON text so every workload's values round-trip.
+//! etcd has no request de-duplication: this protocol never allows resends.
 //!
 //! Definite versus indeterminate errors ([`classify_error`]), as observed
 //! on etcd 3.4.23 through the gateway:
 //! - HTTP 400 (gRPC code 3, e.g. `key is not provided`, bad base64): the
-//!   request was rejected before anything happened → `fail`.
+//!   request was rejected before anything happened → a definite failure.
 //! - `etcdserver: no leader`, `too many requests` (code 8 / 429), `not
 //!   capable`: rejected before a proposal → definite; try another member.
 //! - `etcdserver: request timed out` (503, code 14, after ~7 s on a member
 //!   cut from its quorum), `context deadline exceeded` (500, code 2, on a
 //!   member with no leader), `leader changed`, `server stopped`, a client
 //!   timeout, a broken connection, anything else: the proposal may have been
-//!   appended and commit later → `info` for an op with effects.
-//! - Any error on a `read` (or on the read half of an append) → `fail`:
-//!   a read has no effect, so dropping it is always sound.
+//!   appended and commit later → ambiguous for a command with effects.
+//! - Any error on a `read` (or on the read half of an append) → a definite
+//!   failure: a read has no effect, so dropping it is always sound.
 
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
-use faultline_workloads::{Checker, OpSpec, Reply, Workload};
+use anyhow::{Context as _, Result};
+use faultline_workloads::Command;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{Attempt, BoxFuture, ClusterPlan, Db, PeerRouting, Target, transport_outcome};
-use crate::cluster::Status;
-use crate::supervisor::NodeProgram;
+use super::ProtocolEnv;
+use crate::sut::{Attempt, BoxFuture, Client, Protocol, ReadMode, Request, Status, error_chain};
 
-/// etcd as a system under test.
-#[derive(Debug)]
-pub struct EtcdDb {
-    /// The `etcd` executable.
-    pub exe: PathBuf,
-    /// Serve reads with `serializable: true` (local, possibly stale).
-    pub serializable: bool,
-    /// Member id (decimal, as the gateway prints it) → member name, learnt
-    /// from `/v3/cluster/member/list`.
+/// etcd's JSON gateway; member ids are learnt from the member list.
+pub struct Etcd {
+    http: reqwest::Client,
+    env: ProtocolEnv,
+    /// Member id (decimal, as the gateway prints it) → member name.
     names: Mutex<Vec<(String, String)>>,
 }
 
-impl EtcdDb {
-    /// etcd from `exe`, with linearizable or serializable reads.
-    pub fn new(exe: PathBuf, serializable: bool) -> EtcdDb {
-        EtcdDb {
-            exe,
-            serializable,
+impl Etcd {
+    /// A protocol for the run's members.
+    pub fn new(env: ProtocolEnv) -> Result<Etcd> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Etcd {
+            http,
+            env,
             names: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     fn name_of(&self, member: &str) -> Option<String> {
@@ -70,61 +69,38 @@ impl EtcdDb {
     }
 }
 
-/// The etcd executable: `explicit` (`--etcd-bin`) if given, else `etcd` on `PATH`.
-pub fn find_etcd(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        if !p.is_file() {
-            bail!("--etcd-bin {}: no such file", p.display());
-        }
-        return Ok(p.to_path_buf());
-    }
-    match which("etcd") {
-        Some(p) => Ok(p),
-        None => bail!(
-            "etcd is not on PATH; install it (apt-get install -y etcd-server) or pass --etcd-bin PATH"
-        ),
-    }
-}
-
-/// The first executable file called `name` on `PATH`.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-impl Db for EtcdDb {
+impl Protocol for Etcd {
     fn name(&self) -> &'static str {
         "etcd"
     }
 
-    fn program(&self) -> NodeProgram {
-        NodeProgram {
-            exe: self.exe.clone(),
-            prefix_args: Vec::new(),
-        }
+    fn dedup(&self) -> bool {
+        false
     }
 
-    fn routing(&self) -> PeerRouting {
-        PeerRouting::PerDestination
-    }
-
-    fn node_args(&self, plan: &ClusterPlan, me: usize) -> Vec<String> {
-        member_args(plan, me)
-    }
-
-    fn status<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        node: &'a Target,
-        _ids: &'a [String],
-    ) -> BoxFuture<'a, Option<Status>> {
+    fn client<'a>(&'a self, _worker: usize) -> BoxFuture<'a, Result<Box<dyn Client>>> {
         Box::pin(async move {
-            let url = format!("{}/v3/maintenance/status", node.direct_url);
-            let (code, body) = post(http, &url, &json!({}), Duration::from_millis(500))
-                .await
-                .ok()?;
+            Ok(Box::new(EtcdClient {
+                http: self.http.clone(),
+                urls: self
+                    .env
+                    .endpoints
+                    .iter()
+                    .map(|e| format!("http://{}", e.addr))
+                    .collect(),
+                ids: self.env.endpoints.iter().map(|e| e.id.clone()).collect(),
+                serializable: self.env.read_mode == ReadMode::Stale,
+            }) as Box<dyn Client>)
+        })
+    }
+
+    fn status<'a>(&'a self, node: usize) -> BoxFuture<'a, Option<Status>> {
+        Box::pin(async move {
+            let e = self.env.endpoints.get(node)?;
+            let base = format!("http://{}", e.direct);
+            let t = Duration::from_millis(500);
+            let url = format!("{base}/v3/maintenance/status");
+            let (code, body) = post(&self.http, &url, &json!({}), t).await.ok()?;
             if code != 200 {
                 return None;
             }
@@ -133,10 +109,8 @@ impl Db for EtcdDb {
                 Some(l) => match self.name_of(l) {
                     Some(n) => Some(n),
                     None => {
-                        let url = format!("{}/v3/cluster/member/list", node.direct_url);
-                        let (_, list) = post(http, &url, &json!({}), Duration::from_millis(500))
-                            .await
-                            .ok()?;
+                        let url = format!("{base}/v3/cluster/member/list");
+                        let (_, list) = post(&self.http, &url, &json!({}), t).await.ok()?;
                         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
                         *names = parse_members(&list);
                         names.iter().find(|(id, _)| id == l).map(|(_, n)| n.clone())
@@ -145,168 +119,225 @@ impl Db for EtcdDb {
                 None => None,
             };
             Some(Status {
-                id: node.id.clone(),
+                id: e.id.clone(),
                 role: if st.leader.as_deref() == Some(st.member.as_str()) {
                     "leader".into()
                 } else {
                     "follower".into()
                 },
-                term: st.term,
+                term: Some(st.term),
                 leader,
-                commit_index: st.raft_index,
             })
         })
     }
+}
 
-    fn attempt<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        workload: &'a dyn Workload,
-        node: &'a Target,
-        op: &'a OpSpec,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Attempt> {
+/// One worker's handle (the pool is shared).
+struct EtcdClient {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    ids: Vec<String>,
+    serializable: bool,
+}
+
+impl Client for EtcdClient {
+    fn attempt<'a>(&'a mut self, req: Request<'a>) -> BoxFuture<'a, Attempt> {
         Box::pin(async move {
-            let key = op.key.as_deref().unwrap_or("r");
-            let deadline = Instant::now() + timeout;
-            match op.f.as_str() {
-                "read" => {
+            let node = Node {
+                http: &self.http,
+                url: &self.urls[req.node],
+                id: &self.ids[req.node],
+            };
+            let key = req.cmd.key();
+            let deadline = Instant::now() + req.timeout;
+            match req.cmd {
+                Command::Read { .. } => {
                     let body = range_body(key, self.serializable);
-                    match call(http, node, "range", &body, deadline, false).await {
+                    match node.call("range", &body, deadline, false).await {
                         Ok(resp) => match range_value(&resp) {
-                            Ok((None, _)) => Attempt::Done(Reply::Ok(workload.initial_value())),
-                            Ok((Some(v), _)) => Attempt::Done(Reply::Ok(v)),
-                            Err(e) => Attempt::Done(Reply::Info(e)),
+                            Ok((v, _)) => Attempt::Ok(v.unwrap_or(Value::Null)),
+                            Err(e) => Attempt::Fail {
+                                current: Value::Null,
+                                why: e,
+                            },
                         },
                         Err(a) => a,
                     }
                 }
-                "write" => {
-                    match call(http, node, "put", &put_body(key, &op.value), deadline, true).await {
-                        Ok(_) => Attempt::Done(Reply::Ok(op.value.clone())),
+                Command::Write { value, .. } => {
+                    match node
+                        .call("put", &put_body(key, value), deadline, true)
+                        .await
+                    {
+                        Ok(_) => Attempt::Ok(Value::Null),
                         Err(a) => a,
                     }
                 }
-                "cas" => {
-                    let (from, to) = (&op.value[0], &op.value[1]);
-                    match call(http, node, "txn", &cas_body(key, from, to), deadline, true).await {
-                        Ok(resp) if txn_succeeded(&resp) => {
-                            Attempt::Done(Reply::Ok(op.value.clone()))
-                        }
-                        Ok(resp) => {
+                Command::Cas { from, to, .. } => {
+                    match node
+                        .call("txn", &cas_body(key, from, to), deadline, true)
+                        .await
+                    {
+                        Ok(resp) if txn_succeeded(&resp) => Attempt::Ok(Value::Null),
+                        Ok(resp) => Attempt::Fail {
                             // The failure branch read the key: the value the cas saw.
-                            let seen = txn_range_value(&resp)
+                            current: txn_range_value(&resp)
                                 .unwrap_or(None)
-                                .unwrap_or_else(|| workload.initial_value());
-                            Attempt::Done(Reply::Fail(seen, "cas-mismatch".into()))
-                        }
+                                .unwrap_or(Value::Null),
+                            why: "cas-mismatch".into(),
+                        },
                         Err(a) => a,
                     }
                 }
-                "append" | "add" => {
-                    let counter = workload.checker() == Checker::Counter;
-                    read_modify_write(http, workload, node, key, op, counter, deadline).await
+                Command::Append { value, .. } => {
+                    read_modify_write(&node, key, &Update::Push(value.clone()), deadline).await
                 }
-                other => Attempt::Done(Reply::Fail(
-                    Value::Null,
-                    format!("etcd: unsupported operation `{other}`"),
-                )),
+                Command::Incr { delta, .. } => {
+                    read_modify_write(&node, key, &Update::Add(*delta), deadline).await
+                }
             }
         })
     }
 }
 
-/// `append`/`add`: read the key (linearizably), compute the new value, and
+/// One member, for one attempt.
+struct Node<'a> {
+    http: &'a reqwest::Client,
+    url: &'a str,
+    id: &'a str,
+}
+
+impl Node<'_> {
+    /// POSTs `body` to `/v3/kv/{what}` and classifies errors.
+    async fn call(
+        &self,
+        what: &str,
+        body: &Value,
+        deadline: Instant,
+        effectful: bool,
+    ) -> Result<Value, Attempt> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(if effectful {
+                Attempt::Ambiguous("timeout".into())
+            } else {
+                Attempt::Fail {
+                    current: Value::Null,
+                    why: "timeout".into(),
+                }
+            });
+        }
+        let url = format!("{}/v3/kv/{what}", self.url);
+        match post(self.http, &url, body, remaining).await {
+            Ok((200, v)) => Ok(v),
+            Ok((status, v)) => Err(classify_error(status, &v, effectful)),
+            Err(e) => Err(transport_outcome(&e, self.id, effectful)),
+        }
+    }
+}
+
+/// How a transport error ends an attempt: a connection that could not be
+/// opened sent nothing (try elsewhere); after sending, ambiguous for a
+/// command with effects, a definite failure for a read.
+fn transport_outcome(e: &reqwest::Error, node: &str, effectful: bool) -> Attempt {
+    if e.is_connect() && !e.is_timeout() {
+        return Attempt::Elsewhere {
+            hint: None,
+            why: format!("connect: {node}"),
+        };
+    }
+    let why = if e.is_timeout() {
+        "timeout".to_string()
+    } else {
+        format!("transport: {}", error_chain(e))
+    };
+    if effectful {
+        Attempt::Ambiguous(why)
+    } else {
+        Attempt::Fail {
+            current: Value::Null,
+            why,
+        }
+    }
+}
+
+/// A read-modify-write: push onto a list, or add to an integer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Update {
+    /// Append this element.
+    Push(Value),
+    /// Add this delta.
+    Add(i64),
+}
+
+/// `append`/`incr`: read the key (linearizably), compute the new value, and
 /// write it only if the key's `mod_revision` is unchanged; retry on conflict.
 async fn read_modify_write(
-    http: &reqwest::Client,
-    workload: &dyn Workload,
-    node: &Target,
+    node: &Node<'_>,
     key: &str,
-    op: &OpSpec,
-    counter: bool,
+    update: &Update,
     deadline: Instant,
 ) -> Attempt {
     let mut conflicts = 0u32;
     loop {
         if Instant::now() >= deadline {
             // Every txn so far failed its guard: nothing was written.
-            return Attempt::Done(Reply::Fail(
-                Value::Null,
-                format!("conflict: {conflicts} concurrent updates won"),
-            ));
+            return Attempt::Fail {
+                current: Value::Null,
+                why: format!("conflict: {conflicts} concurrent updates won"),
+            };
         }
-        let resp = match call(
-            http,
-            node,
-            "range",
-            &range_body(key, false),
-            deadline,
-            false,
-        )
-        .await
+        let resp = match node
+            .call("range", &range_body(key, false), deadline, false)
+            .await
         {
             Ok(r) => r,
             Err(a) => return a,
         };
         let (current, mod_rev) = match range_value(&resp) {
-            Ok((v, r)) => (v.unwrap_or_else(|| workload.initial_value()), r),
-            Err(e) => return Attempt::Done(Reply::Fail(Value::Null, e)),
+            Ok((v, r)) => (v.unwrap_or(Value::Null), r),
+            Err(e) => {
+                return Attempt::Fail {
+                    current: Value::Null,
+                    why: e,
+                };
+            }
         };
-        let Some(next) = apply_update(&current, &op.value, counter) else {
-            return Attempt::Done(Reply::Fail(
-                Value::Null,
-                format!("etcd: stored value {current} cannot take {}", op.f),
-            ));
+        let Some(next) = apply_update(&current, update) else {
+            return Attempt::Fail {
+                current: Value::Null,
+                why: format!("etcd: stored value {current} cannot take {update:?}"),
+            };
         };
         let body = guarded_put_body(key, mod_rev, &next);
-        match call(http, node, "txn", &body, deadline, true).await {
-            Ok(r) if txn_succeeded(&r) => return Attempt::Done(Reply::Ok(op.value.clone())),
+        match node.call("txn", &body, deadline, true).await {
+            Ok(r) if txn_succeeded(&r) => return Attempt::Ok(Value::Null),
             Ok(_) => conflicts += 1,
             Err(a) => return a,
         }
     }
 }
 
-/// The new value of an `append`/`add`: a list with `arg` pushed, or (for a
-/// counter) the sum. `None` if the stored value has the wrong shape.
-pub fn apply_update(current: &Value, arg: &Value, counter: bool) -> Option<Value> {
-    if counter {
-        let sum = current.as_i64().unwrap_or(0).checked_add(arg.as_i64()?)?;
-        return Some(json!(sum));
-    }
-    let mut list = match current {
-        Value::Null => Vec::new(),
-        Value::Array(a) => a.clone(),
-        _ => return None,
-    };
-    list.push(arg.clone());
-    Some(Value::Array(list))
-}
-
-/// POSTs `body` to `/v3/kv/{what}` and classifies errors.
-async fn call(
-    http: &reqwest::Client,
-    node: &Target,
-    what: &str,
-    body: &Value,
-    deadline: Instant,
-    effectful: bool,
-) -> Result<Value, Attempt> {
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    if remaining.is_zero() {
-        let why = "timeout".to_string();
-        return Err(Attempt::Done(if effectful {
-            Reply::Info(why)
-        } else {
-            Reply::Fail(Value::Null, why)
-        }));
-    }
-    let url = format!("{}/v3/kv/{what}", node.client_url);
-    match post(http, &url, body, remaining).await {
-        Ok((200, v)) => Ok(v),
-        Ok((status, v)) => Err(classify_error(status, &v, effectful)),
-        Err(e) => Err(transport_outcome(&e, &node.id, effectful)),
+/// The new value after an update: a list with the element pushed, or the
+/// sum. `None` if the stored value has the wrong shape.
+pub fn apply_update(current: &Value, update: &Update) -> Option<Value> {
+    match update {
+        Update::Add(d) => {
+            let now = match current {
+                Value::Null => 0,
+                v => v.as_i64()?,
+            };
+            Some(json!(now.checked_add(*d)?))
+        }
+        Update::Push(x) => {
+            let mut list = match current {
+                Value::Null => Vec::new(),
+                Value::Array(a) => a.clone(),
+                _ => return None,
+            };
+            list.push(x.clone());
+            Some(Value::Array(list))
+        }
     }
 }
 
@@ -341,52 +372,13 @@ pub fn classify_error(status: u16, body: &Value, effectful: bool) -> Attempt {
     if refused {
         return Attempt::Elsewhere { hint: None, why };
     }
-    if status == 400 || code == 3 {
-        return Attempt::Done(Reply::Fail(Value::Null, why));
+    if status == 400 || code == 3 || !effectful {
+        return Attempt::Fail {
+            current: Value::Null,
+            why,
+        };
     }
-    if effectful {
-        Attempt::Done(Reply::Info(why))
-    } else {
-        Attempt::Done(Reply::Fail(Value::Null, why))
-    }
-}
-
-/// The flags for member `me`: it listens on its own ports, advertises (and
-/// names every peer by) the addresses peers dial, which are the proxies.
-pub fn member_args(plan: &ClusterPlan, me: usize) -> Vec<String> {
-    let url = |a: std::net::SocketAddr| format!("http://{a}");
-    let initial: Vec<String> = plan
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(j, id)| format!("{id}={}", url(plan.inbound(j))))
-        .collect();
-    let client = url(plan.client_addrs[me]);
-    vec![
-        "--name".into(),
-        plan.ids[me].clone(),
-        "--data-dir".into(),
-        plan.data_dirs[me].display().to_string(),
-        "--listen-client-urls".into(),
-        client.clone(),
-        "--advertise-client-urls".into(),
-        client,
-        "--listen-peer-urls".into(),
-        url(plan.peer_addrs[me]),
-        "--initial-advertise-peer-urls".into(),
-        url(plan.inbound(me)),
-        "--initial-cluster".into(),
-        initial.join(","),
-        "--initial-cluster-state".into(),
-        "new".into(),
-        "--initial-cluster-token".into(),
-        "faultline".into(),
-        "--pre-vote=true".into(),
-        "--logger".into(),
-        "zap".into(),
-        "--log-outputs".into(),
-        "stderr".into(),
-    ]
+    Attempt::Ambiguous(why)
 }
 
 /// Standard base64 with padding (what the gateway uses for bytes).
@@ -666,16 +658,16 @@ mod tests {
         let timed_out = json!({"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14});
         assert!(matches!(
             classify_error(503, &timed_out, true),
-            Attempt::Done(Reply::Info(_))
+            Attempt::Ambiguous(_)
         ));
         assert!(matches!(
             classify_error(503, &timed_out, false),
-            Attempt::Done(Reply::Fail(..))
+            Attempt::Fail { .. }
         ));
         let deadline = json!({"error":"context deadline exceeded","message":"context deadline exceeded","code":2});
         assert!(matches!(
             classify_error(500, &deadline, true),
-            Attempt::Done(Reply::Info(_))
+            Attempt::Ambiguous(_)
         ));
         let no_leader =
             json!({"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14});
@@ -686,7 +678,7 @@ mod tests {
         let bad = json!({"error":"etcdserver: key is not provided","message":"etcdserver: key is not provided","code":3});
         assert!(matches!(
             classify_error(400, &bad, true),
-            Attempt::Done(Reply::Fail(..))
+            Attempt::Fail { .. }
         ));
         let busy = json!({"message":"etcdserver: too many requests","code":8});
         assert!(matches!(
@@ -697,37 +689,12 @@ mod tests {
 
     #[test]
     fn appends_and_counters_update() {
-        assert_eq!(
-            apply_update(&Value::Null, &json!(1), false),
-            Some(json!([1]))
-        );
-        assert_eq!(
-            apply_update(&json!([1]), &json!(2), false),
-            Some(json!([1, 2]))
-        );
-        assert_eq!(apply_update(&json!(5), &json!(2), false), None);
-        assert_eq!(apply_update(&json!(5), &json!(2), true), Some(json!(7)));
-        assert_eq!(apply_update(&json!(0), &json!("x"), true), None);
-    }
-
-    #[test]
-    fn members_advertise_the_proxies_and_pre_vote() {
-        let a = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
-        let plan =
-            ClusterPlan::two_for_tests(vec![vec![None, Some(a(32))], vec![Some(a(31)), None]]);
-        let args = member_args(&plan, 0).join(" ");
-        assert!(
-            args.contains("--listen-peer-urls http://127.0.0.1:11"),
-            "{args}"
-        );
-        assert!(
-            args.contains("--initial-advertise-peer-urls http://127.0.0.1:31"),
-            "{args}"
-        );
-        assert!(
-            args.contains("--initial-cluster n1=http://127.0.0.1:31,n2=http://127.0.0.1:32"),
-            "{args}"
-        );
-        assert!(args.contains("--pre-vote=true"), "{args}");
+        let push = |x: i64| Update::Push(json!(x));
+        assert_eq!(apply_update(&Value::Null, &push(1)), Some(json!([1])));
+        assert_eq!(apply_update(&json!([1]), &push(2)), Some(json!([1, 2])));
+        assert_eq!(apply_update(&json!(5), &push(2)), None);
+        assert_eq!(apply_update(&json!(5), &Update::Add(2)), Some(json!(7)));
+        assert_eq!(apply_update(&Value::Null, &Update::Add(2)), Some(json!(2)));
+        assert_eq!(apply_update(&json!("x"), &Update::Add(1)), None);
     }
 }

@@ -1,0 +1,677 @@
+//! The nemesis: the closed vocabulary of faults ([`Fault`]), the table of
+//! fault kinds a user asks for with `--nemesis` ([`KINDS`]: each kind's
+//! name, description, how it starts and ends, and its colour in the
+//! report), the parsed `--nemesis` argument with its parameters ([`Plan`]),
+//! and the seeded [`Scheduler`](schedule::Scheduler). It only decides; the
+//! cluster (proxies and supervisor) carries faults out.
+
+pub mod schedule;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use schedule::{PartitionShape, Scheduler, Target, View, partition, targets};
+
+/// A family of faults the user can ask for with `--nemesis`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum NemesisKind {
+    /// Network partitions of several shapes, then heal.
+    Partition,
+    /// SIGKILL nodes, then restart them on the same data.
+    Kill,
+    /// SIGSTOP nodes, then SIGCONT them.
+    Pause,
+    /// Add latency and jitter to links, then clear.
+    Delay,
+    /// Drop connections with a probability per chunk, then clear.
+    Loss,
+    /// Limit links' throughput, then clear.
+    Bandwidth,
+}
+
+/// One row of the fault table: everything about a kind that the nemesis,
+/// the report and `faultline list` need.
+#[derive(Clone, Copy, Debug)]
+pub struct KindInfo {
+    /// The kind.
+    pub kind: NemesisKind,
+    /// Its name on the command line and in files.
+    pub name: &'static str,
+    /// One line for `faultline list`.
+    pub description: &'static str,
+    /// What may follow `name:` on the command line.
+    pub variants: &'static str,
+    /// The `f` of the fault that starts it (history and `nemesis.jsonl`).
+    pub start: &'static str,
+    /// The `f` of the fault that ends it.
+    pub end: &'static str,
+    /// Its colour in the report's plots.
+    pub colour: &'static str,
+}
+
+/// The fault table, in the order `--help` and `faultline list` show it.
+pub const KINDS: [KindInfo; 6] = [
+    KindInfo {
+        kind: NemesisKind::Partition,
+        name: "partition",
+        description: "cut links: isolate a node or the leader, halves, majorities ring, bridge, one-way; then heal",
+        variants: "shapes isolate-one, isolate-leader, halves, majorities-ring, bridge, one-way; \
+                   reject (reset connections instead of dropping bytes)",
+        start: "partition",
+        end: "heal",
+        colour: "#9467bd",
+    },
+    KindInfo {
+        kind: NemesisKind::Kill,
+        name: "kill",
+        description: "SIGKILL one, a minority, a majority, the leader or all nodes; restart them on their data",
+        variants: "targets one, minority, majority, leader, all",
+        start: "kill",
+        end: "restart",
+        colour: "#8c564b",
+    },
+    KindInfo {
+        kind: NemesisKind::Pause,
+        name: "pause",
+        description: "SIGSTOP nodes (same targets as kill), then SIGCONT them",
+        variants: "targets one, minority, majority, leader, all",
+        start: "pause",
+        end: "resume",
+        colour: "#e377c2",
+    },
+    KindInfo {
+        kind: NemesisKind::Delay,
+        name: "delay",
+        description: "add latency and jitter to every link (default 50ms~10ms), then clear",
+        variants: "LATENCY[~JITTER] e.g. 100ms~20ms; peers (default), clients, all-links",
+        start: "delay",
+        end: "clear-links",
+        colour: "#17becf",
+    },
+    KindInfo {
+        kind: NemesisKind::Loss,
+        name: "loss",
+        description: "drop connections with a probability per chunk on every link (default 5%), then clear",
+        variants: "PERCENT e.g. 20%; peers (default), clients, all-links",
+        start: "loss",
+        end: "clear-links",
+        colour: "#bcbd22",
+    },
+    KindInfo {
+        kind: NemesisKind::Bandwidth,
+        name: "bandwidth",
+        description: "limit every link's throughput (default 64KiB per second), then clear",
+        variants: "SIZE per second e.g. 64KiB, 1MiB; peers (default), clients, all-links",
+        start: "bandwidth",
+        end: "clear-links",
+        colour: "#ff7f0e",
+    },
+];
+
+impl NemesisKind {
+    /// Every kind, in table order.
+    pub fn all() -> impl Iterator<Item = NemesisKind> {
+        KINDS.iter().map(|k| k.kind)
+    }
+
+    /// Its row of the fault table.
+    pub fn info(self) -> &'static KindInfo {
+        KINDS.iter().find(|k| k.kind == self).unwrap_or(&KINDS[0])
+    }
+
+    /// The name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// The kind with this name.
+    pub fn by_name(name: &str) -> Option<NemesisKind> {
+        KINDS.iter().find(|k| k.name == name).map(|k| k.kind)
+    }
+
+    /// Whether two kinds can be active together (delay, loss and bandwidth
+    /// all set the links' quality, so only one at a time).
+    pub fn conflicts(self, other: NemesisKind) -> bool {
+        let quality = |k: NemesisKind| {
+            matches!(
+                k,
+                NemesisKind::Delay | NemesisKind::Loss | NemesisKind::Bandwidth
+            )
+        };
+        self != other && quality(self) && quality(other)
+    }
+}
+
+impl fmt::Display for NemesisKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The kinds a fault's `f` starts and ends, from the table (`clear` ends
+/// every kind). For reading histories and `nemesis.jsonl`; an unknown `f`
+/// starts and ends nothing.
+pub fn semantics(f: &str) -> (Option<NemesisKind>, Vec<NemesisKind>) {
+    if f == "clear" {
+        return (None, NemesisKind::all().collect());
+    }
+    // Older files spelled the link faults `link-delay` and `link-loss`.
+    let f = f.strip_prefix("link-").unwrap_or(f);
+    let starts = KINDS.iter().find(|k| k.start == f).map(|k| k.kind);
+    let ends = KINDS
+        .iter()
+        .filter(|k| k.end == f)
+        .map(|k| k.kind)
+        .collect();
+    (starts, ends)
+}
+
+/// How a partition cuts a link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CutMode {
+    /// Bytes are dropped and nothing is reset (like an iptables DROP).
+    #[default]
+    Blackhole,
+    /// Every connection is reset at once (like an iptables REJECT).
+    Reject,
+}
+
+/// Which links a link-quality fault changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkScope {
+    /// Node-to-node links.
+    #[default]
+    Peers,
+    /// Client-to-node links (faultline then proxies them).
+    Clients,
+    /// Both.
+    AllLinks,
+}
+
+impl LinkScope {
+    /// Whether peer links are included.
+    pub fn peers(self) -> bool {
+        self != LinkScope::Clients
+    }
+
+    /// Whether client links are included.
+    pub fn clients(self) -> bool {
+        self != LinkScope::Peers
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            LinkScope::Peers => "peers",
+            LinkScope::Clients => "clients",
+            LinkScope::AllLinks => "all-links",
+        }
+    }
+}
+
+/// One fault, with whom it hits already decided. The closed vocabulary of
+/// everything the harness can do to a cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "kebab-case")]
+pub enum Fault {
+    /// Cut these directed links `[from, to]`.
+    Partition {
+        /// The shape that produced the cut.
+        shape: PartitionShape,
+        /// Directed links cut (node `from` can no longer send to `to`).
+        cut: Vec<[String; 2]>,
+        /// Dropped bytes or reset connections.
+        #[serde(default)]
+        mode: CutMode,
+    },
+    /// Remove every partition.
+    Heal,
+    /// SIGKILL these nodes.
+    Kill {
+        /// How the nodes were chosen.
+        target: Target,
+        /// The nodes.
+        nodes: Vec<String>,
+    },
+    /// Restart every killed node on its data directory.
+    Restart,
+    /// SIGSTOP these nodes.
+    Pause {
+        /// How the nodes were chosen.
+        target: Target,
+        /// The nodes.
+        nodes: Vec<String>,
+    },
+    /// SIGCONT every paused node.
+    Resume,
+    /// Delay links.
+    #[serde(rename = "delay", alias = "link-delay")]
+    LinkDelay {
+        /// Mean added latency (ms).
+        latency_ms: u64,
+        /// Jitter (ms).
+        jitter_ms: u64,
+        /// Which links.
+        #[serde(default)]
+        links: LinkScope,
+    },
+    /// Per-chunk connection loss on links.
+    #[serde(rename = "loss", alias = "link-loss")]
+    LinkLoss {
+        /// Probability a chunk drops its connection.
+        probability: f64,
+        /// Which links.
+        #[serde(default)]
+        links: LinkScope,
+    },
+    /// Throughput limit on links.
+    #[serde(rename = "bandwidth")]
+    LinkBandwidth {
+        /// Bytes per second.
+        bytes_per_sec: u64,
+        /// Which links.
+        #[serde(default)]
+        links: LinkScope,
+    },
+    /// Links back to pass (partitions stay).
+    ClearLinks,
+    /// Everything healthy: heal, restart, resume, clear links.
+    Clear,
+}
+
+impl Fault {
+    /// The short name used in history events and the progress line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Partition { .. } => "partition",
+            Fault::Heal => "heal",
+            Fault::Kill { .. } => "kill",
+            Fault::Restart => "restart",
+            Fault::Pause { .. } => "pause",
+            Fault::Resume => "resume",
+            Fault::LinkDelay { .. } => "delay",
+            Fault::LinkLoss { .. } => "loss",
+            Fault::LinkBandwidth { .. } => "bandwidth",
+            Fault::ClearLinks => "clear-links",
+            Fault::Clear => "clear",
+        }
+    }
+
+    /// The kind this fault starts, if it starts one (from the table).
+    pub fn starts(&self) -> Option<NemesisKind> {
+        semantics(self.name()).0
+    }
+
+    /// A short description for the report, e.g. `partition isolate-leader`.
+    pub fn label(&self) -> String {
+        match self {
+            Fault::Partition { shape, mode, .. } => match mode {
+                CutMode::Blackhole => format!("partition {}", shape.name()),
+                CutMode::Reject => format!("partition {} (reject)", shape.name()),
+            },
+            Fault::Kill { nodes, .. } => format!("kill {}", nodes.join(",")),
+            Fault::Pause { nodes, .. } => format!("pause {}", nodes.join(",")),
+            Fault::LinkDelay {
+                latency_ms,
+                jitter_ms,
+                links,
+            } => format!("delay {latency_ms}ms~{jitter_ms}ms {}", links.name()),
+            Fault::LinkLoss { probability, links } => {
+                format!("loss {}% {}", probability * 100.0, links.name())
+            }
+            Fault::LinkBandwidth {
+                bytes_per_sec,
+                links,
+            } => format!("bandwidth {} B/s {}", bytes_per_sec, links.name()),
+            other => other.name().to_string(),
+        }
+    }
+}
+
+/// The link-quality parameters of one kind.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// Delay: mean added latency (ms).
+    pub latency_ms: u64,
+    /// Delay: jitter (ms).
+    pub jitter_ms: u64,
+    /// Loss: probability per chunk.
+    pub probability: f64,
+    /// Bandwidth: bytes per second.
+    pub bytes_per_sec: u64,
+    /// Which links.
+    pub links: LinkScope,
+}
+
+/// `--nemesis` parsed: the kinds, and what each draws from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The kinds, in table order.
+    pub kinds: Vec<NemesisKind>,
+    /// Partition shapes.
+    pub shapes: Vec<PartitionShape>,
+    /// How a partition cuts links.
+    pub cut: CutMode,
+    /// Whom a kill hits.
+    pub kill: Vec<Target>,
+    /// Whom a pause hits.
+    pub pause: Vec<Target>,
+    /// Delay parameters.
+    pub delay: Quality,
+    /// Loss parameters.
+    pub loss: Quality,
+    /// Bandwidth parameters.
+    pub bandwidth: Quality,
+}
+
+impl Default for Plan {
+    fn default() -> Plan {
+        let q = Quality {
+            latency_ms: 50,
+            jitter_ms: 10,
+            probability: 0.05,
+            bytes_per_sec: 64 * 1024,
+            links: LinkScope::Peers,
+        };
+        Plan {
+            kinds: Vec::new(),
+            shapes: PartitionShape::ALL.to_vec(),
+            cut: CutMode::Blackhole,
+            kill: Target::ALL.to_vec(),
+            pause: Target::ALL.to_vec(),
+            delay: q,
+            loss: q,
+            bandwidth: q,
+        }
+    }
+}
+
+impl Plan {
+    /// Parses `--nemesis`: a comma list of kinds (`none` is the empty list,
+    /// `all` every kind), each optionally followed by `:` and `+`-joined
+    /// parameters (see [`KindInfo::variants`]), e.g.
+    /// `partition:isolate-leader+reject,kill:majority+all,delay:100ms~20ms+clients`.
+    pub fn parse(s: &str) -> Result<Plan, String> {
+        let mut plan = Plan::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, params) = match part.split_once(':') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (part, None),
+            };
+            match name {
+                "none" | "all" if params.is_some() => {
+                    return Err(format!("`{part}`: {name} takes no parameters"));
+                }
+                "none" => continue,
+                "all" => {
+                    plan.kinds.extend(NemesisKind::all());
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(kind) = NemesisKind::by_name(name) else {
+                let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+                return Err(format!(
+                    "unknown nemesis `{name}`; known: {}, all, none",
+                    known.join(", ")
+                ));
+            };
+            plan.kinds.push(kind);
+            if let Some(params) = params {
+                plan.set_params(kind, params)?;
+            }
+        }
+        plan.kinds.sort();
+        plan.kinds.dedup();
+        Ok(plan)
+    }
+
+    fn set_params(&mut self, kind: NemesisKind, params: &str) -> Result<(), String> {
+        let bad = |p: &str| {
+            format!(
+                "unknown {kind} variant `{p}`; known: {}",
+                kind.info().variants
+            )
+        };
+        let tokens: Vec<&str> = params.split('+').map(str::trim).collect();
+        if tokens.iter().any(|t| t.is_empty()) {
+            return Err(format!("`{kind}:{params}`: an empty parameter"));
+        }
+        match kind {
+            NemesisKind::Partition => {
+                let mut shapes = Vec::new();
+                for t in tokens {
+                    match t {
+                        "reject" => self.cut = CutMode::Reject,
+                        "blackhole" => self.cut = CutMode::Blackhole,
+                        _ => match PartitionShape::ALL.iter().find(|s| s.name() == t) {
+                            Some(s) if !shapes.contains(s) => shapes.push(*s),
+                            Some(_) => {}
+                            None => return Err(bad(t)),
+                        },
+                    }
+                }
+                if !shapes.is_empty() {
+                    shapes.sort_by_key(|x| PartitionShape::ALL.iter().position(|y| y == x));
+                    self.shapes = shapes;
+                }
+            }
+            NemesisKind::Kill | NemesisKind::Pause => {
+                let mut out = Vec::new();
+                for t in tokens {
+                    match Target::ALL.iter().find(|x| x.name() == t) {
+                        Some(x) if !out.contains(x) => out.push(*x),
+                        Some(_) => {}
+                        None => return Err(bad(t)),
+                    }
+                }
+                out.sort_by_key(|x| Target::ALL.iter().position(|y| y == x));
+                if kind == NemesisKind::Kill {
+                    self.kill = out;
+                } else {
+                    self.pause = out;
+                }
+            }
+            NemesisKind::Delay | NemesisKind::Loss | NemesisKind::Bandwidth => {
+                let mut q = match kind {
+                    NemesisKind::Delay => self.delay,
+                    NemesisKind::Loss => self.loss,
+                    _ => self.bandwidth,
+                };
+                for t in tokens {
+                    match t {
+                        "peers" => q.links = LinkScope::Peers,
+                        "clients" => q.links = LinkScope::Clients,
+                        "all-links" => q.links = LinkScope::AllLinks,
+                        _ => match kind {
+                            NemesisKind::Delay => {
+                                let (lat, jit) = match t.split_once('~') {
+                                    Some((a, b)) => (a, Some(b)),
+                                    None => (t, None),
+                                };
+                                q.latency_ms = parse_ms(lat).ok_or_else(|| bad(t))?;
+                                q.jitter_ms = match jit {
+                                    Some(j) => parse_ms(j).ok_or_else(|| bad(t))?,
+                                    None => q.latency_ms / 5,
+                                };
+                                if q.latency_ms > 60_000 || q.jitter_ms > q.latency_ms {
+                                    return Err(format!(
+                                        "`delay:{t}`: allowed up to 60s, jitter at most the latency"
+                                    ));
+                                }
+                            }
+                            NemesisKind::Loss => {
+                                let p = t
+                                    .strip_suffix('%')
+                                    .and_then(|x| x.parse::<f64>().ok())
+                                    .ok_or_else(|| bad(t))?;
+                                if !(p > 0.0 && p <= 100.0) {
+                                    return Err(format!("`loss:{t}`: allowed above 0% up to 100%"));
+                                }
+                                q.probability = p / 100.0;
+                            }
+                            _ => {
+                                let b = parse_size(t).ok_or_else(|| bad(t))?;
+                                if b == 0 {
+                                    return Err(format!("`bandwidth:{t}`: must be above 0"));
+                                }
+                                q.bytes_per_sec = b;
+                            }
+                        },
+                    }
+                }
+                match kind {
+                    NemesisKind::Delay => self.delay = q,
+                    NemesisKind::Loss => self.loss = q,
+                    _ => self.bandwidth = q,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether some kind faults client links, so clients must go through proxies.
+    pub fn faults_client_links(&self) -> bool {
+        self.kinds.iter().any(|k| match k {
+            NemesisKind::Delay => self.delay.links.clients(),
+            NemesisKind::Loss => self.loss.links.clients(),
+            NemesisKind::Bandwidth => self.bandwidth.links.clients(),
+            _ => false,
+        })
+    }
+
+    /// `partition,kill,pause`, or `none`.
+    pub fn names(&self) -> String {
+        if self.kinds.is_empty() {
+            return "none".to_string();
+        }
+        self.kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// `100ms`, `1.5s` or `2s` in milliseconds.
+fn parse_ms(t: &str) -> Option<u64> {
+    let (num, scale) = if let Some(x) = t.strip_suffix("ms") {
+        (x, 1.0)
+    } else if let Some(x) = t.strip_suffix('s') {
+        (x, 1000.0)
+    } else {
+        return None;
+    };
+    let v: f64 = num.parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| (v * scale).round() as u64)
+}
+
+/// `64KiB`, `1MiB`, `500B` (optionally with `/s`) in bytes.
+fn parse_size(t: &str) -> Option<u64> {
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let units = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("GB", 1_000_000_000),
+        ("MB", 1_000_000),
+        ("KB", 1_000),
+        ("kB", 1_000),
+        ("B", 1),
+    ];
+    let (num, scale) = units
+        .iter()
+        .find_map(|(u, s)| t.strip_suffix(u).map(|n| (n, *s)))?;
+    let v: f64 = num.parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| (v * scale as f64).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_semantics_come_from_the_table() {
+        for k in NemesisKind::all() {
+            assert_eq!(NemesisKind::by_name(k.name()), Some(k));
+            assert_eq!(semantics(k.info().start).0, Some(k));
+            assert!(semantics(k.info().end).1.contains(&k));
+        }
+        assert_eq!(semantics("clear").1.len(), KINDS.len());
+        assert_eq!(semantics("link-delay").0, Some(NemesisKind::Delay));
+        assert_eq!(semantics("clear-links").1.len(), 3);
+        assert_eq!(semantics("flood"), (None, vec![]));
+        let f = Fault::LinkBandwidth {
+            bytes_per_sec: 1,
+            links: LinkScope::Peers,
+        };
+        assert_eq!(f.starts(), Some(NemesisKind::Bandwidth));
+        let json = serde_json::to_value(&f).expect("json");
+        assert_eq!(json["f"], "bandwidth");
+        let old: Fault = serde_json::from_str(r#"{"f":"link-delay","latency_ms":5,"jitter_ms":1}"#)
+            .expect("old");
+        assert_eq!(old.name(), "delay");
+    }
+
+    #[test]
+    fn parse_lists_known_names_and_rejects_others() {
+        let p = Plan::parse("partition,kill,pause").expect("ok");
+        assert_eq!(
+            p.kinds,
+            vec![
+                NemesisKind::Partition,
+                NemesisKind::Kill,
+                NemesisKind::Pause
+            ]
+        );
+        assert!(Plan::parse("none").expect("ok").kinds.is_empty());
+        assert_eq!(Plan::parse("all").expect("ok").kinds.len(), KINDS.len());
+        let e = Plan::parse("partition,flood").expect_err("unknown");
+        assert!(
+            e.contains("flood") && e.contains("partition, kill, pause"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn parameters_set_what_each_kind_draws() {
+        let p = Plan::parse(
+            "partition:isolate-leader+reject, kill:all+majority, delay:100ms~20ms+clients, \
+             loss:20%, bandwidth:1MiB",
+        )
+        .expect("ok");
+        assert_eq!(p.shapes, vec![PartitionShape::IsolateLeader]);
+        assert_eq!(p.cut, CutMode::Reject);
+        assert_eq!(p.kill, vec![Target::Majority, Target::All]);
+        assert_eq!(p.pause, Target::ALL.to_vec());
+        assert_eq!((p.delay.latency_ms, p.delay.jitter_ms), (100, 20));
+        assert_eq!(p.delay.links, LinkScope::Clients);
+        assert!(p.faults_client_links());
+        assert!((p.loss.probability - 0.2).abs() < 1e-9);
+        assert_eq!(p.bandwidth.bytes_per_sec, 1 << 20);
+        assert_eq!(
+            Plan::parse("delay:1.5s").expect("ok").delay.latency_ms,
+            1500
+        );
+        for (bad, says) in [
+            ("partition:halfs", "unknown partition variant `halfs`"),
+            (
+                "kill:everyone",
+                "known: targets one, minority, majority, leader, all",
+            ),
+            ("delay:50", "unknown delay variant `50`"),
+            ("delay:10ms~20ms", "jitter at most the latency"),
+            ("loss:0%", "above 0%"),
+            ("loss:5", "unknown loss variant"),
+            ("bandwidth:fast", "unknown bandwidth variant"),
+            ("kill:", "an empty parameter"),
+            ("all:x", "takes no parameters"),
+        ] {
+            let e = Plan::parse(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! `faultline run`'s command line in two stages: the raw [`RunArgs`] clap
+//! parses, and the validated [`Settings`] a run uses and stores in
+//! `config.json`. Bad input becomes a [`UsageError`](crate::exit::UsageError)
+//! naming the flag (or the spec file and field) and what is allowed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use faultline_workloads::Workload;
+use serde::{Deserialize, Serialize};
+
+use crate::exit::usage;
+use crate::nemesis::Plan;
+use crate::sut::{Db, NodeNames, ReadMode};
+
+/// Raw `faultline run` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Workload: register, kv, set, counter or append (descriptions: `faultline list`).
+    #[arg(long, short = 'w', default_value = "register")]
+    pub workload: String,
+    /// The system under test: faultline (faultline-node), etcd, zookeeper,
+    /// or the path of a spec file describing any system (README: "Any system").
+    #[arg(long, default_value = "faultline")]
+    pub db: String,
+    /// Number of nodes (1 to 15).
+    #[arg(long, short = 'n', default_value_t = 5)]
+    pub nodes: usize,
+    /// Seconds of client traffic and faults (1 to 86400).
+    #[arg(long, default_value_t = 20.0)]
+    pub time_limit: f64,
+    /// Client workers: a number, or `Kn` for K × nodes (e.g. `2n`).
+    #[arg(long, default_value = "2n")]
+    pub concurrency: String,
+    /// Total operations per second over all workers; 0 = as fast as possible.
+    #[arg(long, default_value_t = 100.0, allow_negative_numbers = true)]
+    pub rate: f64,
+    /// Time limit of one operation, in milliseconds; past it the op is `info`.
+    #[arg(long, default_value_t = 1000)]
+    pub op_timeout_ms: u64,
+    /// Time limit of one attempt, in milliseconds (default: the op timeout).
+    /// Shorter: an attempt that times out or loses its connection after
+    /// sending is resent with the same request id to the next node while the
+    /// op's time lasts (the system must de-duplicate it).
+    #[arg(long, value_name = "MS")]
+    pub attempt_timeout_ms: Option<u64>,
+    /// Each worker sends every op to its own node first (worker i → node
+    /// i mod n), as Jepsen's clients do; by default a worker stays with the
+    /// node that last answered.
+    #[arg(long)]
+    pub pin_clients: bool,
+    /// How reads are asked for: linearizable, lease or stale (the system's
+    /// client protocol says which it has).
+    #[arg(long, default_value = "linearizable")]
+    pub read_mode: String,
+    /// Same as `--read-mode stale` (kept for etcd users).
+    #[arg(long, hide = true)]
+    pub serializable_reads: bool,
+    /// Faults: a comma list of kinds, each with optional `:`-parameters
+    /// joined by `+` (`partition:isolate-leader+reject`, `kill:majority+all`,
+    /// `delay:100ms~20ms+clients`, `loss:20%`, `bandwidth:64KiB`); or all;
+    /// or none. Every kind and parameter: `faultline list`.
+    #[arg(long, default_value = "partition,kill,pause")]
+    pub nemesis: String,
+    /// Seconds between nemesis actions.
+    #[arg(long, default_value_t = 3.0)]
+    pub nemesis_interval: f64,
+    /// Seconds of calm after healing, before the final reads.
+    #[arg(long, default_value_t = 2.0)]
+    pub quiet_period: f64,
+    /// Seed of every random choice (default: from the clock, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory of stored runs.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// Replaces the program the system's spec starts for each node.
+    #[arg(long, value_name = "PATH", alias = "etcd-bin")]
+    pub node_bin: Option<PathBuf>,
+    /// Switch on deliberate mistakes (test-only): `NAME[,NAME]` on every
+    /// node, or `nK:NAME` on node nK only (repeatable; `--bug` is an alias);
+    /// names: `faultline node --list-bugs` for faultline-node.
+    #[arg(long = "node-bug", alias = "bug", value_name = "[nK:]NAME[,...]")]
+    pub bugs: Vec<String>,
+    /// Pass an extra argument to every node (repeat), e.g. `--node-arg=--heartbeat-ms=20`.
+    #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
+    /// Seconds to wait for the cluster to be ready (every node, and a leader
+    /// when the system says who leads).
+    #[arg(long, default_value_t = 30.0)]
+    pub leader_timeout: f64,
+}
+
+/// A validated run configuration; stored in `config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Settings {
+    /// Workload name.
+    pub workload: String,
+    /// `--db` as given (a shorthand or a spec file's path).
+    pub db: String,
+    /// The system's name, from its spec.
+    pub system: String,
+    /// Nodes.
+    pub nodes: usize,
+    /// Seconds of traffic.
+    pub time_limit_s: f64,
+    /// Workers.
+    pub concurrency: usize,
+    /// As typed (`2n`).
+    pub concurrency_arg: String,
+    /// Ops/s in total (0 = unpaced).
+    pub rate: f64,
+    /// Per-op timeout.
+    pub op_timeout_ms: u64,
+    /// Per-attempt timeout (equal to `op_timeout_ms`: no resends).
+    pub attempt_timeout_ms: u64,
+    /// Workers start every op at their own node.
+    pub pin_clients: bool,
+    /// How reads are asked for.
+    pub read_mode: ReadMode,
+    /// `--nemesis` as typed.
+    pub nemesis_arg: String,
+    /// The fault kinds and their parameters.
+    pub nemesis: Plan,
+    /// Seconds between faults.
+    pub nemesis_interval_s: f64,
+    /// Seconds of calm before final reads.
+    pub quiet_period_s: f64,
+    /// The seed.
+    pub seed: u64,
+    /// The store directory.
+    pub store: PathBuf,
+    /// `--node-bin`, if given.
+    pub node_bin: Option<PathBuf>,
+    /// `--node-arg`s.
+    pub node_args: Vec<String>,
+    /// Mistakes switched on in every node.
+    pub node_bugs: Vec<String>,
+    /// Mistakes switched on in one node only, by node id.
+    pub node_bugs_per_node: BTreeMap<String, Vec<String>>,
+    /// Seconds to wait for the cluster to be ready.
+    pub leader_timeout_s: f64,
+}
+
+/// Parses `--concurrency`: `N` or `Kn`.
+pub fn parse_concurrency(s: &str, nodes: usize) -> Result<usize, String> {
+    let s = s.trim();
+    let bad = || format!("--concurrency {s}: expected a number or Kn such as 2n");
+    let n = if let Some(k) = s.strip_suffix('n') {
+        let k: usize = if k.is_empty() {
+            1
+        } else {
+            k.parse().map_err(|_| bad())?
+        };
+        k * nodes
+    } else {
+        s.parse().map_err(|_| bad())?
+    };
+    if !(1..=1000).contains(&n) {
+        return Err(format!(
+            "--concurrency {s} means {n} workers; allowed: 1 to 1000"
+        ));
+    }
+    Ok(n)
+}
+
+/// Mistakes of single nodes, by node id.
+pub type PerNodeBugs = BTreeMap<String, Vec<String>>;
+
+/// Splits `--node-bug` values (`NAME`, `nK:NAME`, comma lists) into the
+/// mistakes of every node and those of single nodes; node ids must exist.
+pub fn parse_node_bugs(values: &[String], nodes: usize) -> Result<(Vec<String>, PerNodeBugs)> {
+    let mut all = Vec::new();
+    let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in values.iter().flat_map(|v| v.split(',')) {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(usage("--node-bug: empty name in the list"));
+        }
+        match item.split_once(':') {
+            Some((id, name)) => {
+                let ok = id
+                    .strip_prefix('n')
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .is_some_and(|k| (1..=nodes).contains(&k));
+                if !ok || name.is_empty() {
+                    return Err(usage(format!(
+                        "--node-bug {item}: expected nK:NAME with K from 1 to {nodes}"
+                    )));
+                }
+                let list = per_node.entry(id.to_string()).or_default();
+                if !list.iter().any(|b| b == name) {
+                    list.push(name.to_string());
+                }
+            }
+            None => {
+                if !all.iter().any(|b| b == item) {
+                    all.push(item.to_string());
+                }
+            }
+        }
+    }
+    Ok((all, per_node))
+}
+
+fn check_range(flag: &str, v: f64, lo: f64, hi: f64, unit: &str) -> Result<()> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(usage(format!("{flag} {v}: allowed {lo} to {hi}{unit}")))
+    }
+}
+
+impl RunArgs {
+    /// Checks bounds and names, and loads the system's spec; errors are
+    /// [`UsageError`](crate::exit::UsageError)s.
+    pub fn validate(&self) -> Result<(Settings, Box<dyn Workload>, Db)> {
+        let workload = faultline_workloads::by_name(&self.workload).map_err(usage)?;
+        if !(1..=15).contains(&self.nodes) {
+            return Err(usage(format!("--nodes {}: allowed 1 to 15", self.nodes)));
+        }
+        check_range("--time-limit", self.time_limit, 1.0, 86_400.0, " seconds")?;
+        if !(self.rate.is_finite() && (0.0..=1_000_000.0).contains(&self.rate)) {
+            return Err(usage(format!(
+                "--rate {}: allowed 0 (as fast as possible) to 1000000 ops/s",
+                self.rate
+            )));
+        }
+        let concurrency = parse_concurrency(&self.concurrency, self.nodes).map_err(usage)?;
+        if !(10..=600_000).contains(&self.op_timeout_ms) {
+            return Err(usage(format!(
+                "--op-timeout-ms {}: allowed 10 to 600000",
+                self.op_timeout_ms
+            )));
+        }
+        let attempt_timeout_ms = self.attempt_timeout_ms.unwrap_or(self.op_timeout_ms);
+        if !(10..=self.op_timeout_ms).contains(&attempt_timeout_ms) {
+            return Err(usage(format!(
+                "--attempt-timeout-ms {attempt_timeout_ms}: allowed 10 to --op-timeout-ms ({})",
+                self.op_timeout_ms
+            )));
+        }
+        let nemesis = Plan::parse(&self.nemesis).map_err(usage)?;
+        check_range(
+            "--nemesis-interval",
+            self.nemesis_interval,
+            0.1,
+            3600.0,
+            " seconds",
+        )?;
+        check_range("--quiet-period", self.quiet_period, 0.0, 3600.0, " seconds")?;
+        check_range(
+            "--leader-timeout",
+            self.leader_timeout,
+            1.0,
+            600.0,
+            " seconds",
+        )?;
+        let mut db = Db::resolve(&self.db).map_err(|e| usage(e.to_string()))?;
+        let read_mode = if self.serializable_reads {
+            ReadMode::Stale
+        } else {
+            ReadMode::parse(&self.read_mode).ok_or_else(|| {
+                usage(format!(
+                    "--read-mode {}: known: linearizable, lease, stale",
+                    self.read_mode
+                ))
+            })?
+        };
+        let modes = db.read_modes();
+        if !modes.contains(&read_mode) {
+            let names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+            return Err(usage(format!(
+                "--read-mode {}: {} reads only {}",
+                read_mode.name(),
+                db.name(),
+                names.join(", ")
+            )));
+        }
+        if let Some(p) = &self.node_bin
+            && !crate::sut::is_executable(p)
+        {
+            return Err(usage(format!(
+                "--node-bin {}: not an executable file",
+                p.display()
+            )));
+        }
+        let (node_bugs, node_bugs_per_node) = parse_node_bugs(&self.bugs, self.nodes)?;
+        db.program = self.node_bin.clone();
+        db.extra_args = self.node_args.clone();
+        db.bugs = node_bugs.clone();
+        db.node_bugs = node_bugs_per_node.clone();
+        let names = NodeNames::for_checks(&db.spec, self.nodes);
+        db.check_bugs(&names).map_err(|e| usage(format!("{e:#}")))?;
+        // A resend must be applied once: only for systems that de-duplicate.
+        if attempt_timeout_ms < self.op_timeout_ms && !db.dedup() {
+            return Err(usage(format!(
+                "--attempt-timeout-ms resends requests, which needs request de-duplication, \
+                 which {} lacks",
+                db.name()
+            )));
+        }
+        let seed = self.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+                % 1_000_000_000
+        });
+        Ok((
+            Settings {
+                workload: workload.name().to_string(),
+                db: self.db.clone(),
+                system: db.name().to_string(),
+                nodes: self.nodes,
+                time_limit_s: self.time_limit,
+                concurrency,
+                concurrency_arg: self.concurrency.clone(),
+                rate: self.rate,
+                op_timeout_ms: self.op_timeout_ms,
+                attempt_timeout_ms,
+                pin_clients: self.pin_clients,
+                read_mode,
+                nemesis_arg: self.nemesis.clone(),
+                nemesis,
+                nemesis_interval_s: self.nemesis_interval,
+                quiet_period_s: self.quiet_period,
+                seed,
+                store: self.store.clone(),
+                node_bin: self.node_bin.clone(),
+                node_args: self.node_args.clone(),
+                node_bugs,
+                node_bugs_per_node,
+                leader_timeout_s: self.leader_timeout,
+            },
+            workload,
+            db,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_bugs_split_into_every_node_and_single_nodes() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (all, one) = parse_node_bugs(
+            &v(&[
+                "skip-dedup,n2:forget-vote",
+                "skip-dedup",
+                "n2:ack-before-fsync",
+            ]),
+            3,
+        )
+        .expect("valid");
+        assert_eq!(all, v(&["skip-dedup"]));
+        assert_eq!(one.len(), 1);
+        assert_eq!(one["n2"], v(&["forget-vote", "ack-before-fsync"]));
+        for bad in ["n4:skip-dedup", "x:skip-dedup", "n2:", "a,,b"] {
+            let err = parse_node_bugs(&v(&[bad]), 3).expect_err(bad);
+            assert!(
+                err.downcast_ref::<crate::exit::UsageError>().is_some(),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn concurrency_accepts_numbers_and_multiples_of_n() {
+        assert_eq!(parse_concurrency("2n", 5), Ok(10));
+        assert_eq!(parse_concurrency("n", 3), Ok(3));
+        assert_eq!(parse_concurrency("7", 5), Ok(7));
+        assert!(parse_concurrency("0", 5).is_err());
+        assert!(parse_concurrency("x2", 5).unwrap_err().contains("Kn"));
+    }
+}

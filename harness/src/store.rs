@@ -1,0 +1,512 @@
+//! The run folder, `store/<workload>/<timestamp>/`: its layout, the
+//! `latest` links, and the one typed, versioned reader and writer of
+//! `config.json`, `results.json` and `nemesis.jsonl` that `run`, `analyze`,
+//! `report` and the nightly all go through.
+//!
+//! Layout: `history.jsonl` (every event, appended as the run goes),
+//! `nemesis.jsonl` (one [`NemesisLine`] per fault action), `config.json`
+//! ([`Config`]), `results.json` ([`Results`]), `nodes/` (each node's data
+//! directory and `<id>.log`), `clients/` (client programs' stderr), and the
+//! report's files. Every JSON file carries `schema`; a reader refuses a
+//! schema it does not know, naming the file.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::nemesis::{Fault, NemesisKind};
+use crate::settings::Settings;
+
+/// The version of `config.json`, `results.json` and `nemesis.jsonl` this
+/// build writes and reads.
+pub const SCHEMA: u32 = 2;
+
+/// The history file's format.
+pub const HISTORY_FORMAT: &str = "faultline-jsonl-1";
+
+/// A run folder.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    dir: PathBuf,
+}
+
+/// `config.json`: everything needed to understand and repeat a run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Config {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// The validated settings.
+    pub settings: Settings,
+    /// The seed (also in `settings`; here for a quick look).
+    pub seed: u64,
+    /// The system under test.
+    pub system: SystemInfo,
+    /// Versions of what wrote the run.
+    pub versions: Versions,
+    /// Wall-clock start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// The command line as typed.
+    pub command_line: Vec<String>,
+}
+
+/// The system a run tested.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SystemInfo {
+    /// Its name, from its spec.
+    pub name: String,
+    /// Where its spec came from (`built-in: faultline`, or a path).
+    pub spec: String,
+    /// Its client protocol.
+    pub protocol: String,
+}
+
+/// Versions of what wrote a run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Versions {
+    /// faultline's version.
+    pub faultline: String,
+    /// [`HISTORY_FORMAT`].
+    pub history_format: String,
+}
+
+impl Versions {
+    /// This build's versions.
+    pub fn current() -> Versions {
+        Versions {
+            faultline: env!("CARGO_PKG_VERSION").to_string(),
+            history_format: HISTORY_FORMAT.to_string(),
+        }
+    }
+}
+
+/// Counts of operations.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct OpCounts {
+    /// Every operation invoked.
+    pub total: u64,
+    /// Completed ok.
+    pub ok: u64,
+    /// Completed fail.
+    pub fail: u64,
+    /// Completed info.
+    pub info: u64,
+    /// Never completed.
+    pub pending: u64,
+    /// The same per function.
+    pub by_f: BTreeMap<String, FCounts>,
+}
+
+/// Counts of one function's operations.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FCounts {
+    /// Completed ok.
+    pub ok: u64,
+    /// Completed fail.
+    pub fail: u64,
+    /// Completed info.
+    pub info: u64,
+    /// Never completed.
+    pub pending: u64,
+}
+
+/// Latency quantiles in milliseconds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Quantiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+/// A node that exited without being asked to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeExit {
+    /// The node.
+    pub node: String,
+    /// How it exited.
+    pub exit: String,
+    /// When (ns since the run started).
+    pub time: u64,
+}
+
+/// `results.json`: the verdict and what the run measured.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Results {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// `valid`, `invalid` or `unknown`.
+    pub verdict: String,
+    /// The process exit code.
+    pub exit_code: u8,
+    /// Stopped by Ctrl-C or SIGTERM.
+    pub interrupted: bool,
+    /// What failed in the harness or the cluster, if anything.
+    pub harness_error: Option<String>,
+    /// The seed.
+    pub seed: u64,
+    /// The checker's full output (its witness for an invalid history).
+    pub checker: Value,
+    /// Operation counts.
+    pub ops: OpCounts,
+    /// Latency of completed ok and fail operations.
+    pub latency_ms: Option<Quantiles>,
+    /// ok operations per second of traffic.
+    pub throughput_ok_per_s: f64,
+    /// Faults carried out, by name.
+    pub faults: BTreeMap<String, u64>,
+    /// Nodes that exited without being asked to.
+    pub node_exits_unasked: Vec<NodeExit>,
+    /// Client programs restarted after they died or stopped answering.
+    pub client_restarts: u64,
+    /// Seconds from start to end of the controller's work.
+    pub wall_time_s: f64,
+    /// The report's latency table (per function and outcome), once drawn.
+    #[serde(default)]
+    pub latency: Option<Value>,
+    /// The report's availability per fault window, once drawn.
+    #[serde(default)]
+    pub availability: Option<Value>,
+}
+
+/// One line of `nemesis.jsonl`: one fault action.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NemesisLine {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// When the action began (ns since the run started).
+    pub time: u64,
+    /// When it was carried out (ns since the run started).
+    pub done: u64,
+    /// The fault.
+    pub fault: Fault,
+    /// The kind it starts, if any.
+    pub starts: Option<NemesisKind>,
+    /// The kinds it ends.
+    pub ends: Vec<NemesisKind>,
+    /// What was done, or the error.
+    pub result: String,
+}
+
+/// Appends [`NemesisLine`]s, one `write` per line so a crash leaves whole lines.
+pub struct NemesisLog {
+    file: Mutex<std::fs::File>,
+}
+
+impl NemesisLog {
+    /// Appends one line. The history has the same facts, so a failed write
+    /// is reported but not fatal.
+    pub fn append(&self, line: &NemesisLine) {
+        let Ok(mut text) = serde_json::to_vec(line) else {
+            return;
+        };
+        text.push(b'\n');
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = f.write_all(&text) {
+            eprintln!("faultline: cannot append to nemesis.jsonl: {e}");
+        }
+    }
+}
+
+impl RunDir {
+    /// Creates `store/<workload>/<timestamp>/` (unique) with `nodes/`, and
+    /// points `store/latest` and `store/<workload>/latest` at it.
+    pub fn create(store: &Path, workload: &str) -> Result<RunDir> {
+        let base = store.join(workload);
+        std::fs::create_dir_all(&base)
+            .with_context(|| format!("cannot create the store {}", base.display()))?;
+        let ts = timestamp();
+        for k in 0..100 {
+            let name = if k == 0 {
+                ts.clone()
+            } else {
+                format!("{ts}-{k}")
+            };
+            let dir = base.join(&name);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    std::fs::create_dir(dir.join("nodes"))?;
+                    let run = RunDir { dir };
+                    run.update_latest(store)?;
+                    return Ok(run);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+                }
+            }
+        }
+        bail!(
+            "cannot find a free run directory name under {}",
+            base.display()
+        )
+    }
+
+    /// An existing run folder (it must hold `history.jsonl`).
+    pub fn open(dir: &Path) -> Result<RunDir> {
+        if !dir.is_dir() {
+            bail!("{} is not a run folder (no such directory)", dir.display());
+        }
+        if !dir.join("history.jsonl").is_file() {
+            bail!(
+                "{} is not a run folder: it has no history.jsonl",
+                dir.display()
+            );
+        }
+        Ok(RunDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// A folder to write a run into (tests and the report's demo runs):
+    /// created if missing, not linked from a store.
+    pub fn at(dir: &Path) -> Result<RunDir> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(RunDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `history.jsonl`.
+    pub fn history(&self) -> PathBuf {
+        self.dir.join("history.jsonl")
+    }
+
+    /// `nodes/`: data directories and logs.
+    pub fn nodes(&self) -> PathBuf {
+        self.dir.join("nodes")
+    }
+
+    /// `clients/`: client programs' stderr.
+    pub fn clients(&self) -> PathBuf {
+        self.dir.join("clients")
+    }
+
+    fn update_latest(&self, store: &Path) -> Result<()> {
+        let ws = self.dir.parent().context("run dir has no parent")?;
+        let wname = ws.file_name().context("no workload dir")?;
+        let rname = self.dir.file_name().context("no run name")?;
+        relink(&store.join("latest"), &Path::new(wname).join(rname))?;
+        relink(&ws.join("latest"), Path::new(rname))?;
+        Ok(())
+    }
+
+    /// Writes `config.json`.
+    pub fn write_config(&self, c: &Config) -> Result<()> {
+        write_json(&self.dir.join("config.json"), c)
+    }
+
+    /// Reads `config.json` (`None` if absent).
+    pub fn read_config(&self) -> Result<Option<Config>> {
+        read_json(&self.dir.join("config.json"))
+    }
+
+    /// Writes `results.json`.
+    pub fn write_results(&self, r: &Results) -> Result<()> {
+        write_json(&self.dir.join("results.json"), r)
+    }
+
+    /// Reads `results.json` (`None` if absent).
+    pub fn read_results(&self) -> Result<Option<Results>> {
+        read_json(&self.dir.join("results.json"))
+    }
+
+    /// Creates `nemesis.jsonl` for appending.
+    pub fn nemesis_log(&self) -> Result<NemesisLog> {
+        let p = self.dir.join("nemesis.jsonl");
+        let file =
+            std::fs::File::create(&p).with_context(|| format!("cannot create {}", p.display()))?;
+        Ok(NemesisLog {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Reads `nemesis.jsonl` (`None` if absent). A torn last line from a
+    /// crash is dropped; any other bad line is an error naming `file:line`.
+    pub fn read_nemesis(&self) -> Result<Option<Vec<NemesisLine>>> {
+        let p = self.dir.join("nemesis.jsonl");
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
+        };
+        parse_nemesis(&p, &text).map(Some)
+    }
+}
+
+/// Parses `nemesis.jsonl` text (see [`RunDir::read_nemesis`]).
+pub fn parse_nemesis(path: &Path, text: &str) -> Result<Vec<NemesisLine>> {
+    let torn_possible = !text.is_empty() && !text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<NemesisLine>(line) {
+            Ok(l) if l.schema == SCHEMA => out.push(l),
+            Ok(l) => bail!(
+                "{}:{}: schema {} (this faultline reads schema {SCHEMA})",
+                path.display(),
+                i + 1,
+                l.schema
+            ),
+            Err(_) if torn_possible && i + 1 == lines.len() => {}
+            Err(e) => bail!("{}:{}: not a nemesis line: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(v)?;
+    text.push('\n');
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let v: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    match v.get("schema").and_then(Value::as_u64) {
+        Some(s) if s == u64::from(SCHEMA) => {}
+        Some(s) => bail!(
+            "{}: schema {s}; this faultline reads schema {SCHEMA}",
+            path.display()
+        ),
+        None => bail!(
+            "{}: no schema field: written by an older faultline (this one reads schema {SCHEMA})",
+            path.display()
+        ),
+    }
+    serde_json::from_value(v)
+        .map(Some)
+        .with_context(|| format!("{}: not a schema {SCHEMA} file", path.display()))
+}
+
+/// Points `link` at `target` (relative), replacing it atomically.
+fn relink(link: &Path, target: &Path) -> Result<()> {
+    let tmp = link.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .with_context(|| format!("cannot create link {}", tmp.display()))?;
+    std::fs::rename(&tmp, link).with_context(|| format!("cannot update {}", link.display()))?;
+    Ok(())
+}
+
+/// The run folder `run` names: a path, or `latest` in `store`.
+pub fn resolve(run: &str, store: &Path) -> PathBuf {
+    if run == "latest" {
+        store.join("latest")
+    } else {
+        PathBuf::from(run)
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `YYYYMMDDTHHMMSS.mmmZ` in UTC, from the system clock (no time crate needed).
+pub fn timestamp() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_sort_and_look_utc() {
+        let t = timestamp();
+        assert_eq!(t.len(), "20261121T220800.123Z".len(), "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[8] == b'T');
+    }
+
+    #[test]
+    fn nemesis_lines_round_trip_and_bad_lines_are_named() {
+        let line = NemesisLine {
+            schema: SCHEMA,
+            time: 1,
+            done: 2,
+            fault: Fault::Heal,
+            starts: None,
+            ends: vec![NemesisKind::Partition],
+            result: "healed".into(),
+        };
+        let text = serde_json::to_string(&line).unwrap() + "\n";
+        let p = Path::new("n.jsonl");
+        assert_eq!(parse_nemesis(p, &text).unwrap(), vec![line.clone()]);
+        // A torn last line (no newline) is dropped; a bad middle line is not.
+        let torn = format!("{text}{{\"schema\":2,\"ti");
+        assert_eq!(parse_nemesis(p, &torn).unwrap().len(), 1);
+        let bad = format!("{text}not json\n{text}");
+        let e = parse_nemesis(p, &bad).unwrap_err().to_string();
+        assert!(e.contains("n.jsonl:2"), "{e}");
+        let old = text.replace("\"schema\":2", "\"schema\":9");
+        assert!(
+            parse_nemesis(p, &old)
+                .unwrap_err()
+                .to_string()
+                .contains("schema 9")
+        );
+    }
+
+    #[test]
+    fn files_without_a_known_schema_are_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("faultline-store-{}", std::process::id()));
+        let run = RunDir::at(&dir).unwrap();
+        std::fs::write(dir.join("results.json"), "{\"verdict\": \"valid\"}").unwrap();
+        let e = run.read_results().unwrap_err().to_string();
+        assert!(e.contains("results.json: no schema field"), "{e}");
+        assert!(run.read_config().unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
