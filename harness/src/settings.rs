@@ -293,7 +293,7 @@ impl RunArgs {
         db.bugs = node_bugs.clone();
         db.node_bugs = node_bugs_per_node.clone();
         let names = NodeNames::for_checks(&db.spec, self.nodes);
-        db.check_bugs(&names).map_err(|e| usage(format!("{e:#}")))?;
+        db.check(&names).map_err(|e| usage(format!("{e:#}")))?;
         // A resend must be applied once: only for systems that de-duplicate.
         if attempt_timeout_ms < self.op_timeout_ms && !db.dedup() {
             return Err(usage(format!(

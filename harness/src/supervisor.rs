@@ -22,7 +22,21 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Serialize;
 
-use crate::sut::Launch;
+/// What to run for one node: the program, its arguments, environment and
+/// the files written before every start (a system's spec renders it).
+#[derive(Clone, Debug, Serialize)]
+pub struct Launch {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Files written (relative to `cwd`) before every start.
+    pub files: Vec<(PathBuf, String)>,
+    /// The working directory (the node's data directory).
+    pub cwd: PathBuf,
+}
 
 /// Everything needed to (re)start one node.
 #[derive(Clone, Debug)]

@@ -36,6 +36,7 @@ use faultline_workloads::Command;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::supervisor::Launch;
 pub use spec::{NodeNames, PortKind, Routing, SpecError, SystemSpec};
 
 /// A boxed, sendable future (the traits' async methods return these so
@@ -186,21 +187,6 @@ pub trait Protocol: Send + Sync {
     fn restarts(&self) -> u64 {
         0
     }
-}
-
-/// What a program, its arguments, environment and files are for one node.
-#[derive(Clone, Debug, Serialize)]
-pub struct Launch {
-    /// The executable.
-    pub program: PathBuf,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// Extra environment variables.
-    pub env: Vec<(String, String)>,
-    /// Files written (relative to `cwd`) before every start.
-    pub files: Vec<(PathBuf, String)>,
-    /// The working directory (the node's data directory).
-    pub cwd: PathBuf,
 }
 
 /// Where a spec came from.
@@ -366,7 +352,7 @@ impl Db {
 
     /// Resolves a rendered program name: a path (relative to the spec's
     /// folder) that must exist, or a name on `PATH`.
-    fn find_program(&self, field: &str, name: &str) -> Result<PathBuf, SpecError> {
+    pub fn find_program(&self, field: &str, name: &str) -> Result<PathBuf, SpecError> {
         if name.contains('/') {
             let p = Path::new(name);
             let p = if p.is_absolute() {
@@ -484,6 +470,22 @@ impl Db {
                 .filter_map(|l| l.split_whitespace().next().map(str::to_string))
                 .collect(),
         ))
+    }
+
+    /// Everything about the spec that can be checked before a run: the
+    /// node's command renders and its program exists, a client program
+    /// exists, and `--node-bug` names mistakes the system knows.
+    pub fn check(&self, names: &NodeNames) -> Result<()> {
+        self.launch(names, 0)?;
+        if self.spec.client.protocol == "program" {
+            let first = names
+                .render(&self.spec, 0, &self.spec.client.command[0], &mut |n| {
+                    matches!(n, "nodes" | "read_mode").then(String::new)
+                })
+                .map_err(|e| self.err("client.command[0]", e.to_string()))?;
+            self.find_program("client.command[0]", &first)?;
+        }
+        self.check_bugs(names)
     }
 
     /// Checks that `--node-bug` names only mistakes the system knows and

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
@@ -92,7 +92,7 @@ impl Program {
                     .map_err(|e| anyhow::anyhow!("{}: client.env.{k}: {e}", db.file()))?,
             ));
         }
-        let program = resolve(db, &argv[0])?;
+        let program = db.find_program("client.command[0]", &argv[0])?;
         Ok(Program {
             command: AuxCommand {
                 program,
@@ -106,34 +106,6 @@ impl Program {
             restarts: Arc::new(AtomicU64::new(0)),
         })
     }
-}
-
-/// The client program's path: relative to the spec's folder, or on `PATH`.
-fn resolve(db: &Db, name: &str) -> Result<PathBuf> {
-    let p = if name.contains('/') {
-        let p = PathBuf::from(name);
-        if p.is_absolute() {
-            p
-        } else {
-            db.spec_dir.join(p)
-        }
-    } else {
-        match crate::sut::which(name) {
-            Some(p) => p,
-            None => bail!(
-                "{}: client.command[0]: program {name:?} not found on PATH",
-                db.file()
-            ),
-        }
-    };
-    if !crate::sut::is_executable(&p) {
-        bail!(
-            "{}: client.command[0]: {} is not an executable file",
-            db.file(),
-            p.display()
-        );
-    }
-    Ok(p)
 }
 
 impl Protocol for Program {
