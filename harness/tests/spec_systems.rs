@@ -139,10 +139,13 @@ fn run_bad(name: &str, edit: impl Fn(String) -> String) -> (Option<i32>, String)
     (code, format!("{out}\n{err}"))
 }
 
+/// A change to the example spec's text.
+type Edit = Box<dyn Fn(String) -> String>;
+
 #[test]
 fn bad_specs_are_named_by_file_and_field_and_leave_nothing() {
     let file = "faultline-program.toml";
-    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, &[i32], Vec<&str>)> = vec![
+    let cases: Vec<(&str, Edit, &[i32], Vec<&str>)> = vec![
         (
             "spec_missing_field",
             Box::new(|t: String| {
