@@ -20,7 +20,7 @@ pub use dispatch::{Checker, Judgement, check};
 pub use linear::{LinReport, check_linearizable};
 pub use model::ModelKind;
 pub use set::{SetReport, check_set};
-pub use stats::{FStats, stats};
+pub use stats::{FStats, STATS_MIN_ATTEMPTS, never_succeeded, stats};
 
 use std::time::Duration;
 

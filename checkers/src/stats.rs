@@ -27,3 +27,55 @@ pub fn stats(ops: &[Op]) -> BTreeMap<String, FStats> {
     }
     m
 }
+
+/// How many attempts of a kind with no success make a run say so.
+pub const STATS_MIN_ATTEMPTS: usize = 5;
+
+/// Jepsen's stats check: the kinds of operation attempted at least
+/// [`STATS_MIN_ATTEMPTS`] times that never succeeded, with their counts. A
+/// run in which some kind never succeeds exercised nothing of it and
+/// proves nothing about it.
+pub fn never_succeeded(stats: &BTreeMap<String, FStats>) -> Vec<(String, FStats)> {
+    stats
+        .iter()
+        .filter(|(_, s)| s.ok == 0 && s.fail + s.info >= STATS_MIN_ATTEMPTS)
+        .map(|(f, s)| (f.clone(), s.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_that_never_succeed_are_named() {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "cas".to_string(),
+            FStats {
+                ok: 0,
+                fail: 7,
+                info: 1,
+            },
+        );
+        m.insert(
+            "read".to_string(),
+            FStats {
+                ok: 3,
+                fail: 9,
+                info: 0,
+            },
+        );
+        m.insert(
+            "write".to_string(),
+            FStats {
+                ok: 0,
+                fail: 2,
+                info: 1,
+            },
+        );
+        let bad = never_succeeded(&m);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, "cas");
+    }
+}

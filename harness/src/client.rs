@@ -56,12 +56,18 @@ impl Counts {
 }
 
 /// Spaces operations to a total rate across all workers (`None` = as fast
-/// as possible). Late workers do not cause a burst: slots are never in the past.
+/// as possible). Late workers do not cause a burst: slots are never in the
+/// past. With bursts, the last half second of every three is unpaced.
 #[derive(Debug)]
 pub struct Pacer {
     interval: Option<Duration>,
     next: Mutex<Instant>,
+    bursts: Option<Instant>,
 }
+
+/// Bursts: the last `BURST` of every `BURST_EVERY` runs at full speed.
+const BURST_EVERY: Duration = Duration::from_secs(3);
+const BURST: Duration = Duration::from_millis(500);
 
 impl Pacer {
     /// A pacer for `rate` operations per second in total (0 = unpaced).
@@ -69,6 +75,15 @@ impl Pacer {
         Pacer {
             interval: (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate)),
             next: Mutex::new(Instant::now()),
+            bursts: None,
+        }
+    }
+
+    /// The same with bursts at full speed, counted from now.
+    pub fn with_bursts(rate: f64) -> Pacer {
+        Pacer {
+            bursts: Some(Instant::now()),
+            ..Pacer::new(rate)
         }
     }
 
@@ -77,6 +92,12 @@ impl Pacer {
         let Some(interval) = self.interval else {
             return;
         };
+        if let Some(start) = self.bursts {
+            let phase = start.elapsed().as_nanos() % BURST_EVERY.as_nanos();
+            if phase >= (BURST_EVERY - BURST).as_nanos() {
+                return;
+            }
+        }
         let at = {
             let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
             let at = (*next).max(Instant::now());

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod convert;
 pub mod dbbench;
 pub mod exit;
+pub mod explore;
 pub mod faults;
 pub mod list;
 pub mod nemesis;

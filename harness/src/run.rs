@@ -87,6 +87,11 @@ async fn run_async(
         settings.seed,
         dir.path().display()
     );
+    eprintln!(
+        "faultline: seed {} drew: {}",
+        settings.seed,
+        crate::explore::describe(&settings)
+    );
     let interrupt = traffic::watch_signals();
     let recorder = Arc::new(Recorder::create(&dir.history(), t0.into_std())?);
     let cancel = CancellationToken::new();

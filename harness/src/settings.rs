@@ -15,7 +15,8 @@ use crate::exit::usage;
 use crate::nemesis::Plan;
 use crate::sut::{Db, NodeNames, ReadMode};
 
-/// Raw `faultline run` arguments.
+/// Raw `faultline run` arguments. Settings left out are drawn from the seed
+/// (see [`crate::explore`]) unless `--fixed` is given.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// Workload: register, kv, set, counter or append (descriptions: `faultline list`).
@@ -25,21 +26,28 @@ pub struct RunArgs {
     /// or the path of a spec file describing any system (README: "Any system").
     #[arg(long, default_value = "faultline")]
     pub db: String,
-    /// Number of nodes (1 to 15).
-    #[arg(long, short = 'n', default_value_t = 5)]
-    pub nodes: usize,
+    /// Draw nothing from the seed: every setting left out takes its fixed
+    /// default (5 nodes, 2n workers, 100 ops/s, partition,kill,pause every 3 s, ...).
+    #[arg(long)]
+    pub fixed: bool,
+    /// Number of nodes (1 to 15; drawn from 3, 4, 5).
+    #[arg(long, short = 'n')]
+    pub nodes: Option<usize>,
     /// Seconds of client traffic and faults (1 to 86400).
     #[arg(long, default_value_t = 20.0)]
     pub time_limit: f64,
     /// Client workers: a number, or `Kn` for K × nodes (e.g. `2n`).
-    #[arg(long, default_value = "2n")]
-    pub concurrency: String,
+    #[arg(long)]
+    pub concurrency: Option<String>,
     /// Total operations per second over all workers; 0 = as fast as possible.
-    #[arg(long, default_value_t = 100.0, allow_negative_numbers = true)]
-    pub rate: f64,
+    #[arg(long, allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+    /// Bursts at full speed (half a second in every three) between paced stretches.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub bursts: Option<bool>,
     /// Time limit of one operation, in milliseconds; past it the op is `info`.
-    #[arg(long, default_value_t = 1000)]
-    pub op_timeout_ms: u64,
+    #[arg(long)]
+    pub op_timeout_ms: Option<u64>,
     /// Time limit of one attempt, in milliseconds (default: the op timeout).
     /// Shorter: an attempt that times out or loses its connection after
     /// sending is resent with the same request id to the next node while the
@@ -47,14 +55,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS")]
     pub attempt_timeout_ms: Option<u64>,
     /// Each worker sends every op to its own node first (worker i → node
-    /// i mod n), as Jepsen's clients do; by default a worker stays with the
+    /// i mod n), as Jepsen's clients do; otherwise a worker stays with the
     /// node that last answered.
-    #[arg(long)]
-    pub pin_clients: bool,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub pin_clients: Option<bool>,
     /// How reads are asked for: linearizable, lease or stale (the system's
     /// client protocol says which it has).
-    #[arg(long, default_value = "linearizable")]
-    pub read_mode: String,
+    #[arg(long)]
+    pub read_mode: Option<String>,
     /// Same as `--read-mode stale` (kept for etcd users).
     #[arg(long, hide = true)]
     pub serializable_reads: bool,
@@ -62,11 +70,11 @@ pub struct RunArgs {
     /// joined by `+` (`partition:isolate-leader+reject`, `kill:majority+all`,
     /// `delay:100ms~20ms+clients`, `loss:20%`, `bandwidth:64KiB`); or all;
     /// or none. Every kind and parameter: `faultline list`.
-    #[arg(long, default_value = "partition,kill,pause")]
-    pub nemesis: String,
+    #[arg(long)]
+    pub nemesis: Option<String>,
     /// Seconds between nemesis actions.
-    #[arg(long, default_value_t = 3.0)]
-    pub nemesis_interval: f64,
+    #[arg(long)]
+    pub nemesis_interval: Option<f64>,
     /// Seconds of calm after healing, before the final reads.
     #[arg(long, default_value_t = 2.0)]
     pub quiet_period: f64,
@@ -84,7 +92,8 @@ pub struct RunArgs {
     /// names: `faultline node --list-bugs` for faultline-node.
     #[arg(long = "node-bug", alias = "bug", value_name = "[nK:]NAME[,...]")]
     pub bugs: Vec<String>,
-    /// Pass an extra argument to every node (repeat), e.g. `--node-arg=--heartbeat-ms=20`.
+    /// Pass an extra argument to every node (repeat), e.g.
+    /// `--node-arg=--heartbeat-ms=20`. Given, the system's knobs are not drawn.
     #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub node_args: Vec<String>,
     /// Seconds to wait for the cluster to be ready (every node, and a leader
@@ -142,6 +151,14 @@ pub struct Settings {
     pub node_bugs_per_node: BTreeMap<String, Vec<String>>,
     /// Seconds to wait for the cluster to be ready.
     pub leader_timeout_s: f64,
+    /// Bursts at full speed between paced stretches.
+    pub bursts: bool,
+    /// The workload's keys and operation mix.
+    pub shape: faultline_workloads::Shape,
+    /// The system's knobs drawn: name → the arguments added to every node.
+    pub knobs: BTreeMap<String, Vec<String>>,
+    /// The settings the seed chose (the rest the user set, or `--fixed`).
+    pub drawn: Vec<String>,
 }
 
 /// Parses `--concurrency`: `N` or `Kn`.
@@ -214,38 +231,115 @@ fn check_range(flag: &str, v: f64, lo: f64, hi: f64, unit: &str) -> Result<()> {
 }
 
 impl RunArgs {
-    /// Checks bounds and names, and loads the system's spec; errors are
-    /// [`UsageError`](crate::exit::UsageError)s.
+    /// Checks bounds and names, loads the system's spec and checks it, and
+    /// fills every setting left out from the seed's profile (or the fixed
+    /// defaults); errors are [`UsageError`](crate::exit::UsageError)s.
     pub fn validate(&self) -> Result<(Settings, Box<dyn Workload>, Db)> {
-        let workload = faultline_workloads::by_name(&self.workload).map_err(usage)?;
-        if !(1..=15).contains(&self.nodes) {
-            return Err(usage(format!("--nodes {}: allowed 1 to 15", self.nodes)));
+        let base = faultline_workloads::by_name(&self.workload).map_err(usage)?;
+        let mut db = Db::resolve(&self.db).map_err(|e| usage(e.to_string()))?;
+        let seed = self.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+                % 1_000_000_000
+        });
+        let profile = crate::explore::draw(seed, &db, base.as_ref());
+        let mut drawn = Vec::new();
+        // The value a setting takes: the flag, else the draw, else (with
+        // --fixed) the fixed default.
+        let mut pick = |name: &str, flag: bool| {
+            let draw = !flag && !self.fixed;
+            if draw {
+                drawn.push(name.to_string());
+            }
+            draw
+        };
+
+        let nodes = match self.nodes {
+            Some(n) => n,
+            None if pick("nodes", false) => profile.nodes,
+            None => 5,
+        };
+        if !(1..=15).contains(&nodes) {
+            return Err(usage(format!("--nodes {nodes}: allowed 1 to 15")));
         }
         check_range("--time-limit", self.time_limit, 1.0, 86_400.0, " seconds")?;
-        if !(self.rate.is_finite() && (0.0..=1_000_000.0).contains(&self.rate)) {
+        let rate = match self.rate {
+            Some(r) => r,
+            None if pick("rate", false) => profile.rate,
+            None => 100.0,
+        };
+        if !(rate.is_finite() && (0.0..=1_000_000.0).contains(&rate)) {
             return Err(usage(format!(
-                "--rate {}: allowed 0 (as fast as possible) to 1000000 ops/s",
-                self.rate
+                "--rate {rate}: allowed 0 (as fast as possible) to 1000000 ops/s"
             )));
         }
-        let concurrency = parse_concurrency(&self.concurrency, self.nodes).map_err(usage)?;
-        if !(10..=600_000).contains(&self.op_timeout_ms) {
+        let bursts = match self.bursts {
+            Some(b) => b,
+            None if pick("bursts", self.rate.is_some()) => profile.bursts,
+            None => false,
+        };
+        let concurrency_arg = match &self.concurrency {
+            Some(c) => c.clone(),
+            None if pick("concurrency", false) => format!("{}n", profile.workers_per_node),
+            None => "2n".to_string(),
+        };
+        let concurrency = parse_concurrency(&concurrency_arg, nodes).map_err(usage)?;
+        let op_timeout_ms = match self.op_timeout_ms {
+            Some(t) => t,
+            None if pick("op_timeout_ms", false) => profile.op_timeout_ms,
+            None => 1000,
+        };
+        if !(10..=600_000).contains(&op_timeout_ms) {
             return Err(usage(format!(
-                "--op-timeout-ms {}: allowed 10 to 600000",
-                self.op_timeout_ms
+                "--op-timeout-ms {op_timeout_ms}: allowed 10 to 600000"
             )));
         }
-        let attempt_timeout_ms = self.attempt_timeout_ms.unwrap_or(self.op_timeout_ms);
-        if !(10..=self.op_timeout_ms).contains(&attempt_timeout_ms) {
+        let attempt_timeout_ms = match self.attempt_timeout_ms {
+            Some(t) => t,
+            // Resends need a system that applies a resent request once.
+            None if pick("attempt_timeout_ms", false) && profile.resends && db.dedup() => {
+                op_timeout_ms / 4
+            }
+            None => op_timeout_ms,
+        };
+        if !(10..=op_timeout_ms).contains(&attempt_timeout_ms) {
             return Err(usage(format!(
-                "--attempt-timeout-ms {attempt_timeout_ms}: allowed 10 to --op-timeout-ms ({})",
-                self.op_timeout_ms
+                "--attempt-timeout-ms {attempt_timeout_ms}: allowed 10 to --op-timeout-ms ({op_timeout_ms})"
             )));
         }
-        let nemesis = Plan::parse(&self.nemesis).map_err(usage)?;
+        if attempt_timeout_ms < op_timeout_ms && !db.dedup() {
+            return Err(usage(format!(
+                "--attempt-timeout-ms resends requests, which needs request de-duplication, \
+                 which {} lacks",
+                db.name()
+            )));
+        }
+        let pin_clients = match self.pin_clients {
+            Some(p) => p,
+            None if pick("pin_clients", false) => profile.pin_clients,
+            None => false,
+        };
+        let (nemesis_arg, nemesis) = match &self.nemesis {
+            Some(n) => (n.clone(), Plan::parse(n).map_err(usage)?),
+            None if pick("nemesis", false) => (
+                crate::explore::nemesis_arg(&profile.nemesis),
+                profile.nemesis.clone(),
+            ),
+            None => {
+                let n = "partition,kill,pause";
+                (n.to_string(), Plan::parse(n).map_err(usage)?)
+            }
+        };
+        let nemesis_interval = match self.nemesis_interval {
+            Some(i) => i,
+            None if pick("nemesis_interval_s", false) => profile.nemesis_interval_s,
+            None => 3.0,
+        };
         check_range(
             "--nemesis-interval",
-            self.nemesis_interval,
+            nemesis_interval,
             0.1,
             3600.0,
             " seconds",
@@ -258,16 +352,15 @@ impl RunArgs {
             600.0,
             " seconds",
         )?;
-        let mut db = Db::resolve(&self.db).map_err(|e| usage(e.to_string()))?;
-        let read_mode = if self.serializable_reads {
-            ReadMode::Stale
-        } else {
-            ReadMode::parse(&self.read_mode).ok_or_else(|| {
+        let read_mode = match (&self.read_mode, self.serializable_reads) {
+            (_, true) => ReadMode::Stale,
+            (Some(m), false) => ReadMode::parse(m).ok_or_else(|| {
                 usage(format!(
-                    "--read-mode {}: known: linearizable, lease, stale",
-                    self.read_mode
+                    "--read-mode {m}: known: linearizable, lease, stale"
                 ))
-            })?
+            })?,
+            (None, false) if pick("read_mode", false) => profile.read_mode,
+            (None, false) => ReadMode::Linearizable,
         };
         let modes = db.read_modes();
         if !modes.contains(&read_mode) {
@@ -279,6 +372,17 @@ impl RunArgs {
                 names.join(", ")
             )));
         }
+        let shape = if pick("shape", false) {
+            profile.shape.clone()
+        } else {
+            base.shape()
+        };
+        let workload = faultline_workloads::build(&self.workload, Some(&shape)).map_err(usage)?;
+        let knobs = if pick("knobs", !self.node_args.is_empty()) {
+            profile.knobs.clone()
+        } else {
+            BTreeMap::new()
+        };
         if let Some(p) = &self.node_bin
             && !crate::sut::is_executable(p)
         {
@@ -287,45 +391,31 @@ impl RunArgs {
                 p.display()
             )));
         }
-        let (node_bugs, node_bugs_per_node) = parse_node_bugs(&self.bugs, self.nodes)?;
+        let (node_bugs, node_bugs_per_node) = parse_node_bugs(&self.bugs, nodes)?;
         db.program = self.node_bin.clone();
-        db.extra_args = self.node_args.clone();
+        db.extra_args = knobs.values().flatten().cloned().collect();
+        db.extra_args.extend(self.node_args.iter().cloned());
         db.bugs = node_bugs.clone();
         db.node_bugs = node_bugs_per_node.clone();
-        let names = NodeNames::for_checks(&db.spec, self.nodes);
+        let names = NodeNames::for_checks(&db.spec, nodes);
         db.check(&names).map_err(|e| usage(format!("{e:#}")))?;
-        // A resend must be applied once: only for systems that de-duplicate.
-        if attempt_timeout_ms < self.op_timeout_ms && !db.dedup() {
-            return Err(usage(format!(
-                "--attempt-timeout-ms resends requests, which needs request de-duplication, \
-                 which {} lacks",
-                db.name()
-            )));
-        }
-        let seed = self.seed.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0)
-                % 1_000_000_000
-        });
         Ok((
             Settings {
                 workload: workload.name().to_string(),
                 db: self.db.clone(),
                 system: db.name().to_string(),
-                nodes: self.nodes,
+                nodes,
                 time_limit_s: self.time_limit,
                 concurrency,
-                concurrency_arg: self.concurrency.clone(),
-                rate: self.rate,
-                op_timeout_ms: self.op_timeout_ms,
+                concurrency_arg,
+                rate,
+                op_timeout_ms,
                 attempt_timeout_ms,
-                pin_clients: self.pin_clients,
+                pin_clients,
                 read_mode,
-                nemesis_arg: self.nemesis.clone(),
+                nemesis_arg,
                 nemesis,
-                nemesis_interval_s: self.nemesis_interval,
+                nemesis_interval_s: nemesis_interval,
                 quiet_period_s: self.quiet_period,
                 seed,
                 store: self.store.clone(),
@@ -334,6 +424,10 @@ impl RunArgs {
                 node_bugs,
                 node_bugs_per_node,
                 leader_timeout_s: self.leader_timeout,
+                bursts,
+                shape,
+                knobs,
+                drawn,
             },
             workload,
             db,

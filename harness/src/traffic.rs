@@ -50,7 +50,11 @@ pub fn client_ctx(
         settings.concurrency as u64,
     );
     ctx.pin_clients = settings.pin_clients;
-    ctx.pacer = Arc::new(Pacer::new(settings.rate));
+    ctx.pacer = Arc::new(if settings.bursts {
+        Pacer::with_bursts(settings.rate)
+    } else {
+        Pacer::new(settings.rate)
+    });
     ctx
 }
 

@@ -29,10 +29,32 @@ pub fn judge(workload: &dyn Workload, events: &[Event]) -> Judgement {
     let mut opts = LinOptions::new(ModelKind::Register);
     opts.initial = workload.initial_value();
     opts.threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    match faultline_checkers::check(checker, &ops, &opts) {
+    let mut j = match faultline_checkers::check(checker, &ops, &opts) {
         Ok(j) => j,
-        Err(e) => unknown(format!("the checker failed: {e}"), e.to_string()),
+        Err(e) => return unknown(format!("the checker failed: {e}"), e.to_string()),
+    };
+    // Jepsen's stats check: a kind that never succeeded was not exercised,
+    // so a valid verdict would claim what the run cannot show.
+    let idle = faultline_checkers::never_succeeded(&faultline_checkers::stats(&ops));
+    if j.verdict == Verdict::Valid && !idle.is_empty() {
+        let what: Vec<String> = idle
+            .iter()
+            .map(|(f, s)| {
+                format!(
+                    "no {f} succeeded ({} failed, {} indeterminate)",
+                    s.fail, s.info
+                )
+            })
+            .collect();
+        let reason = format!(
+            "{}: a run that never exercised an operation proves nothing about it",
+            what.join("; ")
+        );
+        j.summary = format!("{}; stats: {reason}", j.summary);
+        j.detail["stats_check"] = json!({"never_succeeded": what});
+        j.verdict = Verdict::Unknown { reason };
     }
+    j
 }
 
 /// The verdict's name: `valid`, `invalid` or `unknown`.

@@ -6,32 +6,41 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::{Checker, Command, Generator, ModelKind, OpSpec, Workload};
+use crate::{Checker, Command, Generator, ModelKind, OpSpec, Shape, Workload, pick};
 
 /// Lists under keys `a0`..: `append` of unique values, `read` of the whole list.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct AppendWorkload {
-    /// How many keys.
-    pub keys: usize,
+    /// Keys and the weights of append and read.
+    pub shape: Shape,
 }
 
 impl Default for AppendWorkload {
     fn default() -> Self {
-        AppendWorkload { keys: 8 }
+        AppendWorkload {
+            shape: Shape {
+                keys: 8,
+                weights: vec![1, 1],
+            },
+        }
     }
 }
 
 impl AppendWorkload {
     fn keys(&self) -> Vec<String> {
-        (0..self.keys.max(1)).map(|i| format!("a{i}")).collect()
+        (0..self.shape.keys.max(1))
+            .map(|i| format!("a{i}"))
+            .collect()
     }
 }
 
-/// Appends (50 %) and reads (50 %) on a random key. Appended values are
-/// `k × workers + worker + 1`, so unique in the run (across keys too).
+/// Appends and reads (50 % / 50 % by default) on a random key. Appended
+/// values are `k × workers + worker + 1`, so unique in the run (across keys
+/// too).
 struct AppendGen {
     rng: ChaCha8Rng,
     keys: Vec<String>,
+    weights: Vec<u32>,
     worker: u64,
     workers: u64,
     next: u64,
@@ -40,7 +49,7 @@ struct AppendGen {
 impl Generator for AppendGen {
     fn next_op(&mut self) -> OpSpec {
         let key = self.keys[self.rng.random_range(0..self.keys.len())].clone();
-        if self.rng.random_range(0..2u32) == 0 {
+        if pick(&mut self.rng, &self.weights) == 1 {
             return read(&key);
         }
         let v = self.next * self.workers + self.worker + 1;
@@ -66,7 +75,19 @@ impl Workload for AppendWorkload {
         "append"
     }
     fn description(&self) -> &'static str {
-        "8 lists: appends of unique values and whole-list reads; linearizable per key (append model)"
+        "lists (8 by default): appends of unique values and whole-list reads; linearizable per key (append model)"
+    }
+    fn kinds(&self) -> &'static [&'static str] {
+        &["append", "read"]
+    }
+    fn shape(&self) -> Shape {
+        self.shape.clone()
+    }
+    fn multi_key(&self) -> bool {
+        true
+    }
+    fn with_shape(&self, shape: Shape) -> Box<dyn Workload> {
+        Box::new(AppendWorkload { shape })
     }
     fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -75,6 +96,7 @@ impl Workload for AppendWorkload {
         Box::new(AppendGen {
             rng,
             keys: self.keys(),
+            weights: self.shape.weights.clone(),
             worker: worker as u64,
             workers: workers.max(1) as u64,
             next: 0,

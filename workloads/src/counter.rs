@@ -7,23 +7,38 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::{Checker, Command, Generator, OpSpec, Workload};
+use crate::{Checker, Command, Generator, OpSpec, Shape, Workload, pick};
 
 /// The counter's key.
 const KEY: &str = "c";
 
 /// One counter (key `c`): `add` of a delta from 1 to 5, `read`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CounterWorkload;
+#[derive(Clone, Debug)]
+pub struct CounterWorkload {
+    /// Keys (always 1) and the weights of add and read.
+    pub shape: Shape,
+}
 
-/// Adds (60 %) and reads (40 %).
+impl Default for CounterWorkload {
+    fn default() -> Self {
+        CounterWorkload {
+            shape: Shape {
+                keys: 1,
+                weights: vec![6, 4],
+            },
+        }
+    }
+}
+
+/// Adds and reads by the shape's weights (60 % / 40 % by default).
 struct CounterGen {
     rng: ChaCha8Rng,
+    weights: Vec<u32>,
 }
 
 impl Generator for CounterGen {
     fn next_op(&mut self) -> OpSpec {
-        if self.rng.random_range(0..10u32) < 4 {
+        if pick(&mut self.rng, &self.weights) == 1 {
             return read();
         }
         OpSpec {
@@ -49,11 +64,23 @@ impl Workload for CounterWorkload {
     fn description(&self) -> &'static str {
         "one counter: atomic increments and reads; every read within acknowledged and attempted increments"
     }
+    fn kinds(&self) -> &'static [&'static str] {
+        &["add", "read"]
+    }
+    fn shape(&self) -> Shape {
+        self.shape.clone()
+    }
+    fn with_shape(&self, shape: Shape) -> Box<dyn Workload> {
+        Box::new(CounterWorkload { shape })
+    }
     fn generator(&self, seed: u64, worker: usize, _workers: usize) -> Box<dyn Generator> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // One stream per worker, from the one seed.
         rng.set_stream(worker as u64 + 1);
-        Box::new(CounterGen { rng })
+        Box::new(CounterGen {
+            rng,
+            weights: self.shape.weights.clone(),
+        })
     }
     fn command(&self, op: &OpSpec) -> Command {
         let key = op.key.clone().unwrap_or_else(|| KEY.to_string());
@@ -85,7 +112,7 @@ mod tests {
 
     #[test]
     fn generator_is_seeded_and_mixes_adds_and_reads() {
-        let w = CounterWorkload;
+        let w = CounterWorkload::default();
         let ops = |seed, worker| {
             let mut g = w.generator(seed, worker, 2);
             (0..200).map(|_| g.next_op()).collect::<Vec<_>>()
@@ -103,7 +130,7 @@ mod tests {
 
     #[test]
     fn ops_map_onto_incr_and_read() {
-        let w = CounterWorkload;
+        let w = CounterWorkload::default();
         let add = OpSpec {
             f: "add".into(),
             key: Some("c".into()),
@@ -134,7 +161,7 @@ mod tests {
     #[test]
     fn checker_accepts_reads_within_bounds() {
         let v = judge(
-            &CounterWorkload,
+            &CounterWorkload::default(),
             &[
                 (0, "invoke", "add", json!(2)),
                 (0, "ok", "add", json!(2)),
@@ -152,7 +179,7 @@ mod tests {
     #[test]
     fn checker_rejects_reads_out_of_bounds() {
         let low = judge(
-            &CounterWorkload,
+            &CounterWorkload::default(),
             &[
                 (0, "invoke", "add", json!(2)),
                 (0, "ok", "add", json!(2)),
@@ -162,7 +189,7 @@ mod tests {
         );
         assert!(format!("{low:?}").contains("[2, 2]"), "{low:?}");
         let high = judge(
-            &CounterWorkload,
+            &CounterWorkload::default(),
             &[
                 (0, "invoke", "add", json!(2)),
                 (0, "fail", "add", json!(2)),

@@ -135,12 +135,51 @@ pub trait Generator: Send {
     fn observe(&mut self, _op: &OpSpec, _reply: &Reply) {}
 }
 
+/// How a run shapes a workload's traffic: how many keys (for workloads
+/// over many keys) and how often each kind of operation comes. Exploration
+/// draws it from the run's seed; [`Workload::shape`] is the default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    /// Keys (1 for single-key workloads).
+    pub keys: usize,
+    /// The weight of each operation kind, in [`Workload::kinds`] order.
+    pub weights: Vec<u32>,
+}
+
+/// Picks an index with probability proportional to its weight (all zero:
+/// the first).
+pub fn pick(rng: &mut rand_chacha::ChaCha8Rng, weights: &[u32]) -> usize {
+    use rand::RngExt as _;
+    let total: u32 = weights.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let mut roll = rng.random_range(0..total);
+    for (i, w) in weights.iter().enumerate() {
+        if roll < *w {
+            return i;
+        }
+        roll -= w;
+    }
+    weights.len() - 1
+}
+
 /// A named workload.
 pub trait Workload: Send + Sync {
     /// The name used on the command line.
     fn name(&self) -> &'static str;
     /// One line for `--help` and error messages.
     fn description(&self) -> &'static str;
+    /// The operation kinds its generator draws from (the `f`s).
+    fn kinds(&self) -> &'static [&'static str];
+    /// Its shape: keys and the weight of each kind.
+    fn shape(&self) -> Shape;
+    /// Whether it runs over a number of independent keys that a shape may change.
+    fn multi_key(&self) -> bool {
+        false
+    }
+    /// The same workload in another shape (checked by [`build`]).
+    fn with_shape(&self, shape: Shape) -> Box<dyn Workload>;
     /// A generator for worker `worker` of `workers`, from the run's seed.
     /// Written values are unique across all workers of a run.
     fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator>;
@@ -169,25 +208,58 @@ pub trait Workload: Send + Sync {
     }
 }
 
-/// Every workload this crate knows, in the order `--help` lists them.
+/// Every workload this crate knows, with its default shape, in the order
+/// `--help` lists them.
 pub fn all() -> Vec<Box<dyn Workload>> {
     vec![
-        Box::new(RegisterWorkload),
+        Box::new(RegisterWorkload::default()),
         Box::new(KvWorkload::default()),
-        Box::new(SetWorkload),
-        Box::new(CounterWorkload),
+        Box::new(SetWorkload::default()),
+        Box::new(CounterWorkload::default()),
         Box::new(AppendWorkload::default()),
     ]
 }
 
-/// The workload with this name, or an error listing the known ones.
+/// The workload with this name and its default shape, or an error listing
+/// the known ones.
 pub fn by_name(name: &str) -> Result<Box<dyn Workload>, String> {
+    build(name, None)
+}
+
+/// The workload with this name in `shape` (`None`: its default), or an
+/// error naming what is wrong.
+pub fn build(name: &str, shape: Option<&Shape>) -> Result<Box<dyn Workload>, String> {
     let all = all();
     let known: Vec<&str> = all.iter().map(|w| w.name()).collect();
     let known = known.join(", ");
-    all.into_iter()
+    let w = all
+        .into_iter()
         .find(|w| w.name() == name)
-        .ok_or_else(|| format!("unknown workload `{name}`; known: {known}"))
+        .ok_or_else(|| format!("unknown workload `{name}`; known: {known}"))?;
+    let Some(shape) = shape else {
+        return Ok(w);
+    };
+    if shape.weights.len() != w.kinds().len() || shape.weights.iter().all(|x| *x == 0) {
+        return Err(format!(
+            "workload {name}: weights {:?} must give {} kinds ({}) and not all be 0",
+            shape.weights,
+            w.kinds().len(),
+            w.kinds().join(", ")
+        ));
+    }
+    let keys_ok = if w.multi_key() {
+        (1..=64).contains(&shape.keys)
+    } else {
+        shape.keys == 1
+    };
+    if !keys_ok {
+        return Err(format!(
+            "workload {name}: {} keys (allowed: {})",
+            shape.keys,
+            if w.multi_key() { "1 to 64" } else { "1" }
+        ));
+    }
+    Ok(w.with_shape(shape.clone()))
 }
 
 #[cfg(test)]
@@ -204,6 +276,45 @@ mod tests {
             assert_eq!(by_name(w.name()).expect("known").name(), w.name());
             assert!(!w.description().is_empty());
         }
+    }
+
+    #[test]
+    fn shapes_are_checked_and_applied() {
+        let kv = build(
+            "kv",
+            Some(&Shape {
+                keys: 2,
+                weights: vec![0, 1, 1],
+            }),
+        )
+        .expect("valid shape");
+        assert_eq!(kv.final_reads(3).len(), 2);
+        let mut g = kv.generator(1, 0, 1);
+        assert!((0..100).all(|_| g.next_op().f != "read"));
+        for (name, keys, weights, says) in [
+            ("register", 2, vec![1, 1, 1], "2 keys"),
+            ("kv", 0, vec![1, 1, 1], "0 keys"),
+            ("set", 1, vec![1], "must give 2 kinds"),
+            ("counter", 1, vec![0, 0], "not all be 0"),
+        ] {
+            let e = build(name, Some(&Shape { keys, weights }))
+                .err()
+                .expect(name);
+            assert!(e.contains(says), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn picks_follow_the_weights() {
+        use rand::SeedableRng as _;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut counts = [0u32; 3];
+        for _ in 0..6000 {
+            counts[pick(&mut rng, &[1, 0, 2])] += 1;
+        }
+        assert_eq!(counts[1], 0);
+        assert!((1700..2300).contains(&counts[0]), "{counts:?}");
+        assert_eq!(pick(&mut rng, &[0, 0]), 0);
     }
 
     #[test]

@@ -1,44 +1,81 @@
 //! The `register` and `kv` workloads: reads, writes of unique values and
 //! compare-and-set, on one key or on many independent keys.
+//!
+//! A cas aims at a value the worker saw: right after a read (or a refused
+//! cas that reported the current value) the next operation on that key is,
+//! half the time, a cas from what was seen, so a good share of cas succeed
+//! even under contention and a wrong cas shows in the history.
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::{Checker, Command, Generator, ModelKind, OpSpec, Reply, Workload};
+use crate::{Checker, Command, Generator, ModelKind, OpSpec, Reply, Shape, Workload, pick};
+
+/// The kinds both workloads draw, in weight order.
+const KINDS: &[&str] = &["read", "write", "cas"];
 
 /// One register (key `r`): read, write of unique values, cas.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RegisterWorkload;
+#[derive(Clone, Debug)]
+pub struct RegisterWorkload {
+    /// Keys (always 1) and weights.
+    pub shape: Shape,
+}
+
+impl Default for RegisterWorkload {
+    fn default() -> Self {
+        RegisterWorkload {
+            shape: Shape {
+                keys: 1,
+                weights: vec![5, 3, 2],
+            },
+        }
+    }
+}
 
 /// Many independent registers (keys `k0`..): the same operations per key,
 /// checked key by key.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct KvWorkload {
-    /// How many keys.
-    pub keys: usize,
+    /// Keys and weights.
+    pub shape: Shape,
 }
 
 impl Default for KvWorkload {
     fn default() -> Self {
-        KvWorkload { keys: 8 }
+        KvWorkload {
+            shape: Shape {
+                keys: 8,
+                weights: vec![5, 3, 2],
+            },
+        }
     }
 }
 
-/// Generates read (50 %), write (30 %) and cas (20 %) over a set of keys.
-/// Written values are `k × workers + worker + 1`, so unique in the run.
+/// Generates reads, writes and cas over a set of keys, by the shape's
+/// weights. Written values are `k × workers + worker + 1`, so unique in
+/// the run.
 struct RegisterGen {
     rng: ChaCha8Rng,
     keys: Vec<String>,
+    weights: Vec<u32>,
     worker: u64,
     workers: u64,
     next: u64,
     /// The last value this worker saw per key, to aim cas at.
     seen: Vec<Value>,
+    /// A key just read: the next op may be a cas from what the read saw.
+    follow: Option<usize>,
 }
 
 impl RegisterGen {
-    fn new(seed: u64, worker: usize, workers: usize, keys: Vec<String>) -> RegisterGen {
+    fn new(
+        seed: u64,
+        worker: usize,
+        workers: usize,
+        keys: Vec<String>,
+        weights: Vec<u32>,
+    ) -> RegisterGen {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // One stream per worker, from the one seed.
         rng.set_stream(worker as u64 + 1);
@@ -46,10 +83,12 @@ impl RegisterGen {
         RegisterGen {
             rng,
             keys,
+            weights,
             worker: worker as u64,
             workers: workers.max(1) as u64,
             next: 0,
             seen: vec![Value::Null; n],
+            follow: None,
         }
     }
 
@@ -62,12 +101,19 @@ impl RegisterGen {
 
 impl Generator for RegisterGen {
     fn next_op(&mut self) -> OpSpec {
+        // Draw every choice each time, so the stream does not depend on
+        // whether a follow-up was possible.
         let k = self.rng.random_range(0..self.keys.len());
+        let kind = pick(&mut self.rng, &self.weights);
+        let follow_up = self.rng.random_bool(0.5);
+        let (k, kind) = match self.follow.take() {
+            Some(fk) if follow_up && self.weights[2] > 0 => (fk, 2),
+            _ => (k, kind),
+        };
         let key = Some(self.keys[k].clone());
-        let roll = self.rng.random_range(0..10u32);
-        let (f, value) = match roll {
-            0..5 => ("read", Value::Null),
-            5..8 => ("write", json!(self.fresh())),
+        let (f, value) = match kind {
+            0 => ("read", Value::Null),
+            1 => ("write", json!(self.fresh())),
             _ => {
                 let from = self.seen[k].clone();
                 ("cas", json!([from, self.fresh()]))
@@ -89,11 +135,17 @@ impl Generator for RegisterGen {
             return;
         };
         match (op.f.as_str(), reply) {
-            ("read", Reply::Ok(v)) => self.seen[k] = v.clone(),
+            ("read", Reply::Ok(v)) => {
+                self.seen[k] = v.clone();
+                self.follow = Some(k);
+            }
             ("write", Reply::Ok(_)) => self.seen[k] = op.value.clone(),
             ("cas", Reply::Ok(_)) => self.seen[k] = op.value[1].clone(),
-            // A failed cas tells us the current value, when the node says it.
-            ("cas", Reply::Fail(v, _)) if !v.is_null() => self.seen[k] = v.clone(),
+            // A refused cas tells us the current value, when the system says it.
+            ("cas", Reply::Fail(v, e)) if e == "cas-mismatch" => {
+                self.seen[k] = v.clone();
+                self.follow = Some(k);
+            }
             _ => {}
         }
     }
@@ -123,12 +175,22 @@ impl Workload for RegisterWorkload {
     fn description(&self) -> &'static str {
         "one register: read, write of unique values, cas; checked for linearizability"
     }
+    fn kinds(&self) -> &'static [&'static str] {
+        KINDS
+    }
+    fn shape(&self) -> Shape {
+        self.shape.clone()
+    }
+    fn with_shape(&self, shape: Shape) -> Box<dyn Workload> {
+        Box::new(RegisterWorkload { shape })
+    }
     fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator> {
         Box::new(RegisterGen::new(
             seed,
             worker,
             workers,
             vec!["r".to_string()],
+            self.shape.weights.clone(),
         ))
     }
     fn command(&self, op: &OpSpec) -> Command {
@@ -144,7 +206,9 @@ impl Workload for RegisterWorkload {
 
 impl KvWorkload {
     fn keys(&self) -> Vec<String> {
-        (0..self.keys.max(1)).map(|i| format!("k{i}")).collect()
+        (0..self.shape.keys.max(1))
+            .map(|i| format!("k{i}"))
+            .collect()
     }
 }
 
@@ -153,10 +217,28 @@ impl Workload for KvWorkload {
         "kv"
     }
     fn description(&self) -> &'static str {
-        "8 independent registers: read, write, cas per key; checked key by key"
+        "independent registers (8 by default): read, write, cas per key; checked key by key"
+    }
+    fn kinds(&self) -> &'static [&'static str] {
+        KINDS
+    }
+    fn shape(&self) -> Shape {
+        self.shape.clone()
+    }
+    fn multi_key(&self) -> bool {
+        true
+    }
+    fn with_shape(&self, shape: Shape) -> Box<dyn Workload> {
+        Box::new(KvWorkload { shape })
     }
     fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator> {
-        Box::new(RegisterGen::new(seed, worker, workers, self.keys()))
+        Box::new(RegisterGen::new(
+            seed,
+            worker,
+            workers,
+            self.keys(),
+            self.shape.weights.clone(),
+        ))
     }
     fn command(&self, op: &OpSpec) -> Command {
         command(op)
@@ -208,7 +290,7 @@ mod tests {
 
     #[test]
     fn ops_map_onto_commands() {
-        let w = RegisterWorkload;
+        let w = RegisterWorkload::default();
         let cas = OpSpec {
             f: "cas".into(),
             key: Some("r".into()),
@@ -237,8 +319,29 @@ mod tests {
     }
 
     #[test]
+    fn a_read_is_often_followed_by_a_cas_from_what_it_saw() {
+        let w = RegisterWorkload::default();
+        let mut g = w.generator(7, 0, 1);
+        let (mut follow_ups, mut reads) = (0, 0);
+        for i in 0..2000 {
+            let op = g.next_op();
+            if op.f == "read" {
+                reads += 1;
+                g.observe(&op, &Reply::Ok(json!(i)));
+                let next = g.next_op();
+                if next.f == "cas" && next.value[0] == json!(i) {
+                    follow_ups += 1;
+                }
+            }
+        }
+        // Half the reads are followed by a cas from the value read, plus
+        // the cas the weights draw anyway.
+        assert!(follow_ups * 2 > reads, "{follow_ups} of {reads}");
+    }
+
+    #[test]
     fn cas_aims_at_observed_values() {
-        let w = RegisterWorkload;
+        let w = RegisterWorkload::default();
         let mut g = w.generator(1, 0, 1);
         g.observe(&read("r"), &Reply::Ok(json!(99)));
         let cas = (0..100)

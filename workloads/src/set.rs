@@ -2,23 +2,38 @@
 //! list; final reads started at every node; judged by the set checker (lost,
 //! unexpected, duplicated and stale elements).
 
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::{Checker, Command, Generator, OpSpec, Workload};
+use crate::{Checker, Command, Generator, OpSpec, Shape, Workload, pick};
 
 /// The key whose list holds the set.
 const KEY: &str = "s";
 
 /// One set (key `s`): `add` of unique values (appends to the list), `read`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SetWorkload;
+#[derive(Clone, Debug)]
+pub struct SetWorkload {
+    /// Keys (always 1) and the weights of add and read.
+    pub shape: Shape,
+}
 
-/// Adds (90 %) and reads (10 %). Added values are `k × workers + worker + 1`,
-/// so unique in the run.
+impl Default for SetWorkload {
+    fn default() -> Self {
+        SetWorkload {
+            shape: Shape {
+                keys: 1,
+                weights: vec![9, 1],
+            },
+        }
+    }
+}
+
+/// Adds and reads by the shape's weights (90 % / 10 % by default). Added
+/// values are `k × workers + worker + 1`, so unique in the run.
 struct SetGen {
     rng: ChaCha8Rng,
+    weights: Vec<u32>,
     worker: u64,
     workers: u64,
     next: u64,
@@ -26,7 +41,7 @@ struct SetGen {
 
 impl Generator for SetGen {
     fn next_op(&mut self) -> OpSpec {
-        if self.rng.random_range(0..10u32) == 0 {
+        if pick(&mut self.rng, &self.weights) == 1 {
             return read();
         }
         let v = self.next * self.workers + self.worker + 1;
@@ -54,12 +69,22 @@ impl Workload for SetWorkload {
     fn description(&self) -> &'static str {
         "one set: unique adds and reads of the whole set; checked for lost, unexpected, duplicated and stale elements"
     }
+    fn kinds(&self) -> &'static [&'static str] {
+        &["add", "read"]
+    }
+    fn shape(&self) -> Shape {
+        self.shape.clone()
+    }
+    fn with_shape(&self, shape: Shape) -> Box<dyn Workload> {
+        Box::new(SetWorkload { shape })
+    }
     fn generator(&self, seed: u64, worker: usize, workers: usize) -> Box<dyn Generator> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // One stream per worker, from the one seed.
         rng.set_stream(worker as u64 + 1);
         Box::new(SetGen {
             rng,
+            weights: self.shape.weights.clone(),
             worker: worker as u64,
             workers: workers.max(1) as u64,
             next: 0,
@@ -95,7 +120,7 @@ mod tests {
 
     #[test]
     fn adds_are_unique_and_seeded() {
-        let w = SetWorkload;
+        let w = SetWorkload::default();
         let ops = |seed| {
             let mut g = w.generator(seed, 0, 2);
             (0..100).map(|_| g.next_op()).collect::<Vec<_>>()
@@ -114,7 +139,7 @@ mod tests {
 
     #[test]
     fn ops_map_onto_append_and_read() {
-        let w = SetWorkload;
+        let w = SetWorkload::default();
         let add = OpSpec {
             f: "add".into(),
             key: Some("s".into()),
@@ -146,7 +171,7 @@ mod tests {
     #[test]
     fn checker_accepts_a_valid_history() {
         let v = judge(
-            &SetWorkload,
+            &SetWorkload::default(),
             &[
                 (0, "invoke", "add", json!(1)),
                 (1, "invoke", "add", json!(2)),
@@ -164,7 +189,7 @@ mod tests {
     #[test]
     fn checker_finds_lost_unexpected_and_stale_elements() {
         let lost = judge(
-            &SetWorkload,
+            &SetWorkload::default(),
             &[
                 (0, "invoke", "add", json!(1)),
                 (0, "ok", "add", json!(1)),
@@ -175,7 +200,7 @@ mod tests {
         let text = format!("{lost:?}");
         assert!(text.contains("lost: 1") && text.contains("stale"), "{text}");
         let unexpected = judge(
-            &SetWorkload,
+            &SetWorkload::default(),
             &[
                 (1, "invoke", "read", Value::Null),
                 (1, "ok", "read", json!([42])),
@@ -183,7 +208,7 @@ mod tests {
         );
         assert!(format!("{unexpected:?}").contains("unexpected: 42"));
         let stale = judge(
-            &SetWorkload,
+            &SetWorkload::default(),
             &[
                 (0, "invoke", "add", json!(1)),
                 (0, "ok", "add", json!(1)),

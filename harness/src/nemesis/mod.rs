@@ -203,7 +203,8 @@ impl LinkScope {
         self != LinkScope::Peers
     }
 
-    fn name(self) -> &'static str {
+    /// Its name as a `--nemesis` parameter.
+    pub fn name(self) -> &'static str {
         match self {
             LinkScope::Peers => "peers",
             LinkScope::Clients => "clients",

@@ -353,6 +353,12 @@ pub fn write_demo_run(dir: &Path, kind: DemoKind, ops: usize, seed: u64) -> Resu
         node_bugs: vec![],
         node_bugs_per_node: Default::default(),
         leader_timeout_s: 20.0,
+        bursts: false,
+        shape: faultline_workloads::by_name("register")
+            .map_err(anyhow::Error::msg)?
+            .shape(),
+        knobs: Default::default(),
+        drawn: vec![],
     };
     run.write_config(&Config {
         schema: SCHEMA,

@@ -39,6 +39,18 @@ pub struct SystemSpec {
     pub leader: Option<LeaderSpec>,
     /// The client side.
     pub client: ClientSpec,
+    /// Settings of the node that exploration may draw, by name: each a
+    /// list of alternatives (extra arguments; `[]` is the node's default).
+    #[serde(default)]
+    pub knobs: BTreeMap<String, KnobSpec>,
+}
+
+/// One setting of the node that exploration draws from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnobSpec {
+    /// The alternatives: arguments appended to the node's command.
+    pub choices: Vec<Vec<String>>,
 }
 
 /// What a node's port is for.
@@ -302,6 +314,14 @@ impl SystemSpec {
                 }
                 (None, true) => return Err(err(&field, "give args or text".into())),
                 _ => {}
+            }
+        }
+        for (name, k) in &self.knobs {
+            if k.choices.len() < 2 {
+                return Err(err(
+                    &format!("knobs.{name}.choices"),
+                    "give at least two alternatives (`[]` is the node's default)".into(),
+                ));
             }
         }
         self.ready.check(file, "ready")?;
