@@ -46,7 +46,7 @@ printf 'suite\tname\texpected\texit\twall_s\trun_dir\tsetup\n' > "$table"
 # Every run: 8 s of traffic (unless the entry sets --time-limit) at 500
 # ops/s, 1 s of calm, then the final reads and the check (about 10 s of wall
 # time in all).
-common=(--quiet-period 1 --rate 500)
+common=(--fixed --quiet-period 1 --rate 500)
 # Short elections: leadership churns many times within a run.
 fast=(--node-arg=--election-timeout-ms=100 --node-arg=--heartbeat-ms=20)
 fast5=(--node-arg=--election-timeout-ms=50 --node-arg=--heartbeat-ms=10)

@@ -53,7 +53,7 @@ pub struct Args {
     pub seed: Option<u64>,
     /// CheckQuorum: a leader that has not heard from a majority for an election
     /// timeout steps down, and followers ignore votes while they hear from a
-    /// leader. `--check-quorum=false` also refuses lease reads.
+    /// leader. With `--check-quorum=false` lease reads wait for a ReadIndex round.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub check_quorum: bool,
     /// PreVote: ask whether an election could be won before raising the term.

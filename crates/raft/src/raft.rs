@@ -358,15 +358,14 @@ impl Raft {
     /// Leader only: starts a read; ctx comes back in Ready::read_states or
     /// Ready::aborted_reads. A read asked for before the leader has
     /// committed an entry of its term waits for that commit. A lease read
-    /// whose lease cannot be established falls back to ReadIndex.
+    /// whose lease cannot be established — always, without CheckQuorum,
+    /// since then nothing bounds a deposed leader's belief — falls back to
+    /// ReadIndex.
     pub fn read_index(&mut self, ctx: u64, mode: ReadMode) -> Result<(), Error> {
         if self.role != Role::Leader {
             return Err(Error::NotLeader {
                 leader: self.leader,
             });
-        }
-        if mode == ReadMode::Lease && !self.cfg.check_quorum {
-            return Err(Error::LeaseWithoutCheckQuorum);
         }
         if self.cfg.has_bug(Bug::StaleLeaderRead) {
             // Bug::StaleLeaderRead: answers at the local commit index without

@@ -416,9 +416,6 @@ pub enum Error {
     /// A leadership transfer is under way; proposals wait until it ends.
     #[error("a leadership transfer is in progress")]
     TransferInProgress,
-    /// A lease read was asked for without CheckQuorum.
-    #[error("lease reads need check_quorum")]
-    LeaseWithoutCheckQuorum,
     /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -104,10 +104,12 @@ pub fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T
     }
 }
 
-/// Starts `faultline run` with these arguments and the test's store.
+/// Starts `faultline run --fixed` (settings left out take their fixed
+/// defaults, not the seed's draw) with these arguments and the test's store.
 pub fn start_run(dir: &Path, args: &[&str]) -> Guard {
     let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .arg("run")
+        .arg("--fixed")
         .arg("--store")
         .arg(dir.join("store"))
         .args(args)
