@@ -8,6 +8,7 @@ pub mod check;
 pub mod client;
 pub mod cluster;
 pub mod convert;
+pub mod coverage;
 pub mod dbbench;
 pub mod exit;
 pub mod explore;

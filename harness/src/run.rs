@@ -159,6 +159,10 @@ async fn run_async(
             .unwrap_or_default(),
         client_restarts: ran.as_ref().map_or(0, |r| r.client_restarts),
         wall_time_s: wall.as_secs_f64(),
+        coverage: crate::coverage::count(&db, &dir.nodes()).unwrap_or_else(|e| {
+            eprintln!("faultline: coverage not counted: {e:#}");
+            Default::default()
+        }),
         latency: None,
         availability: None,
     };

@@ -174,6 +174,9 @@ pub struct Results {
     pub client_restarts: u64,
     /// Seconds from start to end of the controller's work.
     pub wall_time_s: f64,
+    /// What the run exercised: coverage item → matching log lines.
+    #[serde(default)]
+    pub coverage: BTreeMap<String, u64>,
     /// The report's latency table (per function and outcome), once drawn.
     #[serde(default)]
     pub latency: Option<Value>,

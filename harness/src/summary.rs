@@ -77,6 +77,13 @@ impl Summary<'_> {
                 r.client_restarts
             );
         }
+        if !r.coverage.is_empty() {
+            println!("  coverage  {}", crate::coverage::line(&r.coverage));
+            let never = crate::coverage::never(&r.coverage);
+            if !never.is_empty() {
+                println!("            never exercised: {}", never.join(", "));
+            }
+        }
         if let Some((ok, of)) = self.final_reads {
             println!("  final     {ok}/{of} final reads ok");
         }

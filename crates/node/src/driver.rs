@@ -14,8 +14,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use faultline_raft::{
-    Entry, EntryKind, HardState, Message, NodeId, Raft, ReadMode, Ready, Role, Snapshot,
-    SnapshotMeta,
+    Entry, EntryKind, HardState, Message, MessageBody, NodeId, Raft, ReadMode, Ready, Role,
+    Snapshot, SnapshotMeta,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -412,6 +412,13 @@ impl Driver {
         }
         // Only now may anything promised above reach another node.
         for m in rd.messages {
+            if let MessageBody::InstallSnapshot { snapshot } = &m.body {
+                tracing::info!(
+                    to = %self.cfg.name_of(m.to),
+                    index = snapshot.meta.index,
+                    "sending snapshot"
+                );
+            }
             self.outbox.send(m);
         }
         // 5. Apply.

@@ -149,6 +149,7 @@ impl Kv {
         if dedup && let Some((client, seq)) = &cmd.session {
             if let Some(s) = self.sessions.get(client) {
                 if *seq == s.seq {
+                    tracing::info!(client, seq, "duplicate request answered from the table");
                     return s.outcome.clone();
                 }
                 if *seq < s.seq {

@@ -431,6 +431,11 @@ impl Storage {
             return Ok(());
         };
         if first.index <= self.last_index {
+            tracing::info!(
+                from = first.index,
+                dropped = self.last_index + 1 - first.index,
+                "truncated the log after a conflict"
+            );
             self.truncate_from(first.index)?;
         } else if first.index != self.last_index + 1 {
             return Err(StorageError::Invalid(format!(

@@ -405,6 +405,7 @@ pub fn write_demo_run(dir: &Path, kind: DemoKind, ops: usize, seed: u64) -> Resu
         node_exits_unasked: vec![],
         client_restarts: 0,
         wall_time_s: 0.0,
+        coverage: Default::default(),
         latency: None,
         availability: None,
     })?;

@@ -162,7 +162,7 @@ pub fn render(p: &Page<'_>) -> String {
         esc(&verdict_sentence(p)),
         esc(&workload),
         esc(&setting(cfg, "nodes").unwrap_or_else(|| "?".into())),
-        esc(&setting(cfg, "nemesis")
+        esc(&setting(cfg, "nemesis_arg")
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "none".into())),
         esc(&seed),
@@ -183,6 +183,7 @@ pub fn render(p: &Page<'_>) -> String {
     }
     h.push_str("</section>");
     faults_section(&mut h, p);
+    coverage_section(&mut h, p);
     if !p.run.notes.is_empty() {
         h.push_str("<section id=notes><h2>Notes</h2>");
         for n in &p.run.notes {
@@ -370,6 +371,27 @@ fn latency_section(h: &mut String, p: &Page<'_>) {
         "</table><p class=muted>From HdrHistograms (3 significant digits); the overall one is in <code>latency.hgrm</code>. {} ops never completed and have no latency.</p></section>",
         p.lat.pending
     );
+}
+
+/// What the run exercised, from `results.json`'s coverage counts.
+fn coverage_section(h: &mut String, p: &Page<'_>) {
+    let Some(cov) = p.run.results.get("coverage").and_then(Value::as_object) else {
+        return;
+    };
+    if cov.is_empty() {
+        return;
+    }
+    h.push_str("<section id=coverage><h2>What this run exercised</h2><p class=muted>Log lines of the nodes that match each pattern of the system's spec; 0 means the run never took that path.</p><table><tr><th>event</th><th class=n>count</th></tr>");
+    for (k, v) in cov {
+        let n = v.as_u64().unwrap_or(0);
+        let _ = write!(
+            h,
+            "<tr{}><td>{}</td><td class=n>{n}</td></tr>",
+            if n == 0 { " class=muted" } else { "" },
+            esc(&k.replace('_', " "))
+        );
+    }
+    h.push_str("</table></section>");
 }
 
 fn faults_section(h: &mut String, p: &Page<'_>) {

@@ -43,6 +43,10 @@ pub struct SystemSpec {
     /// list of alternatives (extra arguments; `[]` is the node's default).
     #[serde(default)]
     pub knobs: BTreeMap<String, KnobSpec>,
+    /// What a run exercised, read from the nodes' logs: name → a regular
+    /// expression; each matching log line counts once.
+    #[serde(default)]
+    pub coverage: BTreeMap<String, String>,
 }
 
 /// One setting of the node that exploration draws from.
@@ -321,6 +325,14 @@ impl SystemSpec {
                 return Err(err(
                     &format!("knobs.{name}.choices"),
                     "give at least two alternatives (`[]` is the node's default)".into(),
+                ));
+            }
+        }
+        for (name, pattern) in &self.coverage {
+            if let Err(e) = regex::Regex::new(pattern) {
+                return Err(err(
+                    &format!("coverage.{name}"),
+                    format!("not a regular expression: {e}"),
                 ));
             }
         }
