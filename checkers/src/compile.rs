@@ -1,5 +1,6 @@
 //! Turning paired history ops into per-key partitions of model ops.
 
+use crate::REFUSED_CAS;
 use crate::model::{CasObs, MOp, Machine, ModelKind, TxnStep};
 use crate::search::SOp;
 use crate::{CheckError, LinOptions};
@@ -173,6 +174,22 @@ pub(crate) fn compile(ops: &[Op], opts: &LinOptions) -> Result<Compiled, CheckEr
                     }
                 }
                 (Shape::Register, "write" | "put") => Some(MOp::Write(values.id(&op.value))),
+                // A refused cas that reported the value it saw is a read of
+                // that value within its interval (our histories: the error
+                // is `cas-mismatch` and the completion holds the value).
+                (Shape::Register, "cas")
+                    if failed
+                        && opts.refused_cas_observes
+                        && op.error.as_deref() == Some(REFUSED_CAS)
+                        && op.fail_value.is_some() =>
+                {
+                    let seen = op.fail_value.as_ref().unwrap_or(&J::Null);
+                    if seen.is_null() && nil_any {
+                        Some(MOp::Read(None))
+                    } else {
+                        Some(MOp::Read(Some(values.id(seen))))
+                    }
+                }
                 (Shape::Register, "cas") if model != ModelKind::Register => {
                     let J::Array(xs) = &op.value else {
                         return Err(bad_value(op, "[from, to]"));
@@ -256,9 +273,11 @@ pub(crate) fn compile(ops: &[Op], opts: &LinOptions) -> Result<Compiled, CheckEr
                 _ => return Err(unsupported(op, model)),
             };
             // Failed ops did not happen; a failed CAS is kept only as an
-            // observation where the format says so.
-            let keep_failed =
-                failed && opts.failed_cas_observes && matches!(mop, Some(MOp::Cas { .. }));
+            // observation where the format says so (a read of what it saw,
+            // or Porcupine's "the value was not `from`").
+            let keep_failed = failed
+                && ((opts.failed_cas_observes && matches!(mop, Some(MOp::Cas { .. })))
+                    || (opts.refused_cas_observes && matches!(mop, Some(MOp::Read(_)))));
             let Some(mop) = mop.filter(|_| !failed || keep_failed) else {
                 continue;
             };
@@ -441,6 +460,7 @@ mod tests {
             value,
             outcome,
             error: None,
+            fail_value: None,
             call: i,
             ret,
             index: i as u64,

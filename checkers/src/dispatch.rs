@@ -9,6 +9,8 @@ use std::time::Instant;
 use faultline_history::Op;
 use serde_json::{Value, json};
 
+#[cfg(test)]
+use crate::REFUSED_CAS;
 use crate::{
     CheckError, LinOptions, ModelKind, Verdict, check_counter, check_linearizable, check_set,
 };
@@ -233,6 +235,41 @@ fn why(v: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn judge(lines: &[String]) -> Verdict {
+        let text = lines.join("\n");
+        let h = faultline_history::parse_jsonl("t", &text).expect("parse");
+        let ops = faultline_history::pair("t", &h.events).expect("pair");
+        check(
+            Checker::Linearizable(ModelKind::CasRegister),
+            &ops,
+            &LinOptions::for_format(faultline_history::Format::Jsonl, ModelKind::CasRegister),
+        )
+        .expect("checkable")
+        .verdict
+    }
+
+    #[test]
+    fn a_refused_cas_is_a_read_of_the_value_it_saw() {
+        let head = [
+            r#"{"index":0,"time":0,"process":0,"type":"invoke","f":"write","value":1}"#,
+            r#"{"index":1,"time":1,"process":0,"type":"ok","f":"write","value":1}"#,
+            r#"{"index":2,"time":2,"process":1,"type":"invoke","f":"cas","value":[5,9]}"#,
+        ];
+        let saw = |v: &str, error: &str| {
+            let mut l: Vec<String> = head.iter().map(|x| x.to_string()).collect();
+            l.push(format!(
+                r#"{{"index":3,"time":3,"process":1,"type":"fail","f":"cas","value":{v},"error":"{error}"}}"#
+            ));
+            judge(&l)
+        };
+        assert_eq!(saw("1", REFUSED_CAS), Verdict::Valid);
+        // Only 1 was ever written: a cas cannot have seen 7, or absent.
+        assert!(matches!(saw("7", REFUSED_CAS), Verdict::Invalid { .. }));
+        assert!(matches!(saw("null", REFUSED_CAS), Verdict::Invalid { .. }));
+        // A failure that reports nothing is dropped.
+        assert_eq!(saw("[5,9]", "timeout"), Verdict::Valid);
+    }
 
     #[test]
     fn names_round_trip() {

@@ -24,6 +24,10 @@ pub use stats::{FStats, STATS_MIN_ATTEMPTS, never_succeeded, stats};
 
 use std::time::Duration;
 
+/// The error of a refused `cas` whose completion holds the value the
+/// system saw instead of `from` (faultline's histories).
+pub const REFUSED_CAS: &str = "cas-mismatch";
+
 /// How to check a history for linearizability.
 #[derive(Debug, Clone)]
 pub struct LinOptions {
@@ -38,6 +42,10 @@ pub struct LinOptions {
     /// Porcupine etcd semantics: a failed CAS observed a different value (kept
     /// as an op). Otherwise failed ops are removed.
     pub failed_cas_observes: bool,
+    /// Our histories: a failed `cas` whose error is [`REFUSED_CAS`] saw its
+    /// completion's value (the system reported it), so it is kept as a read
+    /// of that value within its interval.
+    pub refused_cas_observes: bool,
     /// Give up with Unknown after this long.
     pub time_limit: Option<Duration>,
     /// Give up with Unknown when the memo caches grow past this many bytes.
@@ -59,6 +67,7 @@ impl LinOptions {
             initial: serde_json::Value::Null,
             nil_read_matches_any: false,
             failed_cas_observes: false,
+            refused_cas_observes: true,
             time_limit: Some(Duration::from_secs(60)),
             memo_limit_bytes: 4 << 30,
             threads: 1,
@@ -81,12 +90,19 @@ impl LinOptions {
         match format {
             Format::Edn => {
                 o.nil_read_matches_any = true;
+                o.refused_cas_observes = false;
                 if model != ModelKind::Append && model != ModelKind::Kv {
                     o.initial = serde_json::json!(0);
                 }
             }
-            Format::PorcupineEtcd => o.failed_cas_observes = true,
-            Format::PorcupineKv => o.initial = serde_json::json!(""),
+            Format::PorcupineEtcd => {
+                o.failed_cas_observes = true;
+                o.refused_cas_observes = false;
+            }
+            Format::PorcupineKv => {
+                o.initial = serde_json::json!("");
+                o.refused_cas_observes = false;
+            }
             Format::Jsonl => {}
         }
         o

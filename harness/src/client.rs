@@ -283,12 +283,13 @@ pub async fn invoke(
         }
         Reply::Fail(v, e) => {
             ctx.counts.fail.fetch_add(1, Ordering::Relaxed);
-            // A fail keeps the invocation's argument unless the system
-            // reported something (the value a refused cas saw).
-            let v = if v.is_null() {
-                op.value.clone()
-            } else {
+            // A refused cas records the value the system saw (absent too:
+            // the checker reads it as an observation); any other fail keeps
+            // the invocation's argument.
+            let v = if e == faultline_checkers::REFUSED_CAS || !v.is_null() {
                 v.clone()
+            } else {
+                op.value.clone()
             };
             (EventType::Fail, v, Some(e.clone()))
         }

@@ -33,6 +33,9 @@ pub struct Op {
     pub outcome: Outcome,
     /// The completion's error, if any.
     pub error: Option<String>,
+    /// A failed op's completion value (what the system reported, e.g. the
+    /// current value a refused cas saw, when its error says so).
+    pub fail_value: Option<serde_json::Value>,
     /// Position of the invocation in the event list (the call "time" for checking).
     pub call: usize,
     /// Position of the completion in the event list, if it completed.
@@ -79,6 +82,7 @@ pub fn pair(name: &str, events: &[Event]) -> Result<Vec<Op>, HistoryError> {
                     value: e.value.clone(),
                     outcome: Outcome::Pending,
                     error: None,
+                    fail_value: None,
                     call: pos,
                     ret: None,
                     index: e.index,
@@ -111,6 +115,9 @@ pub fn pair(name: &str, events: &[Event]) -> Result<Vec<Op>, HistoryError> {
                 };
                 if kind == EventType::Ok {
                     op.value = e.value.clone();
+                }
+                if kind == EventType::Fail {
+                    op.fail_value = Some(e.value.clone());
                 }
                 if op.key.is_none() {
                     op.key = e.key.clone();

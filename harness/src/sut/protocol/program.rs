@@ -12,7 +12,8 @@
 //! - `{"type": "ok", "value": V}`: done; `V` is what a read saw (`null`:
 //!   absent), ignored otherwise.
 //! - `{"type": "fail", "text": "..."}`: certainly not done. A refused cas
-//!   may add `"value"`: the current value. With `"code": 11`
+//!   may add `"value"`: the value it saw (the checker then reads the cas as
+//!   an observation of it). With `"code": 11`
 //!   (temporarily unavailable) or `1` (node not found) faultline tries
 //!   another node, the one named by `"leader"` first if given.
 //! - `{"type": "info", "text": "..."}`: may or may not have happened.
@@ -301,9 +302,15 @@ pub fn parse_reply(line: &str) -> Result<Attempt, String> {
                 hint: v.get("leader").and_then(Value::as_str).map(str::to_string),
                 why: why(default),
             }
+        } else if let Some(current) = v.get("value") {
+            // A refused cas that says what it saw (the checker reads it).
+            Attempt::Fail {
+                current: current.clone(),
+                why: faultline_checkers::REFUSED_CAS.to_string(),
+            }
         } else {
             Attempt::Fail {
-                current: v.get("value").cloned().unwrap_or(Value::Null),
+                current: Value::Null,
                 why: why(default),
             }
         }
@@ -339,7 +346,14 @@ mod tests {
             parse_reply(r#"{"type":"fail","code":22,"value":5,"text":"cas"}"#),
             Ok(Attempt::Fail {
                 current: json!(5),
-                why: "cas (code 22)".into()
+                why: "cas-mismatch".into()
+            })
+        );
+        assert_eq!(
+            parse_reply(r#"{"type":"fail","text":"nope"}"#),
+            Ok(Attempt::Fail {
+                current: Value::Null,
+                why: "nope".into()
             })
         );
         assert_eq!(
