@@ -1,26 +1,51 @@
 #!/usr/bin/env bash
-#: ci/nightly.sh — the nightly matrix: the correct node must always be valid,
-#: each deliberate mistake must be caught (invalid) by the workload and
-#: nemesis chosen to expose it. Writes junit.xml, summary.md and the run
-#: folders of unexpected verdicts to --out; exits 1 on any unexpected verdict.
+#: ci/nightly.sh — the nightly matrix. Four sets of runs:
+#:   tuned    the correct node must be valid and each deliberate mistake
+#:            caught by the workload and schedule chosen to expose it;
+#:   untuned  each mistake under a default run (`faultline run --node-bug M
+#:            -w W --time-limit T`, exploration on, nothing else): the
+#:            detection rate a user gets without knowing the bug;
+#:   default  the correct node under default runs of every workload
+#:            (exploration on): must always be valid;
+#:   etcd     etcd under default runs of every workload: must be valid.
+#: Writes runs.tsv, junit.xml, summary.md and the run folders of unexpected
+#: verdicts to --out; exits 1 on any unexpected verdict.
 #:
-#: Usage: ci/nightly.sh [--budget MINUTES] [--quick] [--seeds N] [--out DIR]
+#: Usage: ci/nightly.sh [--budget MINUTES] [--quick] [--seeds N]
+#:                      [--sets tuned,untuned,default,etcd] [--shard K/N] [--out DIR]
+#:        ci/nightly.sh --merge OUT SHARD_DIR...
 #:   --budget MINUTES  stop starting runs once this is spent (default 30)
-#:   --quick           a small matrix for CI (about 5 minutes)
-#:   --seeds N         seeds per matrix entry (default 10; --quick: 2)
+#:   --quick           a small matrix for CI (about 3 minutes; no etcd)
+#:   --seeds N         seeds per tuned/untuned entry (default 10; --quick: 2);
+#:                     default runs use 2N seeds, etcd runs 3
+#:   --sets LIST       which sets to run (default: all)
+#:   --shard K/N       run only the K-th of N slices of the runs (for a
+#:                     matrix of parallel jobs; merge their outputs after)
 #:   --out DIR         output directory (default nightly-out)
+#:   --merge OUT DIRS  one junit.xml and summary.md from the shards' outputs
 set -euo pipefail
 
 budget_min=30
 quick=0
 seeds=""
 out="nightly-out"
+sets="tuned,untuned,default,etcd"
+shard_k=1
+shard_n=1
+merge=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --budget) budget_min="${2:?--budget needs MINUTES}"; shift 2 ;;
         --quick) quick=1; shift ;;
         --seeds) seeds="${2:?--seeds needs N}"; shift 2 ;;
+        --sets) sets="${2:?--sets needs a list}"; shift 2 ;;
+        --shard)
+            [[ "${2:-}" =~ ^([1-9][0-9]*)/([1-9][0-9]*)$ ]] || { echo "nightly.sh: --shard ${2:-}: expected K/N" >&2; exit 4; }
+            shard_k=${BASH_REMATCH[1]}; shard_n=${BASH_REMATCH[2]}
+            (( shard_k <= shard_n )) || { echo "nightly.sh: --shard $2: K must be at most N" >&2; exit 4; }
+            shift 2 ;;
         --out) out="${2:?--out needs DIR}"; shift 2 ;;
+        --merge) shift; merge=("$@"); break ;;
         -h|--help) sed -n 's/^#: \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "nightly.sh: unknown option $1 (see --help)" >&2; exit 4 ;;
     esac
@@ -32,12 +57,37 @@ if [[ $quick == 1 ]]; then
 fi
 [[ -n "$seeds" ]] || seeds=10
 [[ "$seeds" =~ ^[1-9][0-9]*$ ]] || { echo "nightly.sh: --seeds $seeds: expected a positive number" >&2; exit 4; }
+for set in ${sets//,/ }; do
+    case "$set" in tuned|untuned|default|etcd) ;; *) echo "nightly.sh: --sets: unknown set $set (tuned, untuned, default, etcd)" >&2; exit 4 ;; esac
+done
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 cargo build --release -p faultline
 bin="$CARGO_TARGET_DIR/release/faultline"
+
+if (( ${#merge[@]} > 0 )); then
+    (( ${#merge[@]} >= 2 )) || { echo "nightly.sh: --merge OUT SHARD_DIR..." >&2; exit 4; }
+    out="${merge[0]}"
+    mkdir -p "$out"
+    args=()
+    wall=0
+    for d in "${merge[@]:1}"; do
+        [[ -f "$d/runs.tsv" ]] || { echo "nightly.sh: --merge: $d has no runs.tsv" >&2; exit 4; }
+        args+=(--results "$d/runs.tsv")
+        w=$(cat "$d/wall_s" 2>/dev/null || echo 0)
+        (( w > wall )) && wall=$w
+    done
+    set +e
+    "$bin" nightly-report "${args[@]}" --out "$out" --wall-s "$wall" --note "Merged from $(( ${#merge[@]} - 1 )) shards; wall time is the slowest shard's."
+    status=$?
+    set -e
+    (( status <= 1 )) || { echo "nightly.sh: nightly-report failed ($status)" >&2; exit 3; }
+    cat "$out/summary.md"
+    exit "$status"
+fi
+
 mkdir -p "$out/runs"
 out="$(cd "$out" && pwd)"
 table="$out/runs.tsv"
@@ -100,67 +150,125 @@ gaps=(
     "commit-previous-term|append|partition,kill|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
     "forget-vote|append|kill:one+leader,partition|-n 3 --nemesis-interval 0.3 ${bare[*]} ${fast[*]}"
 )
+# Untuned: each mistake with the workload that suits it and at most 30 s
+# of traffic; everything else is the seed's draw (exploration).
+untuned=(
+    "ack-before-commit|register|20"
+    "stale-local-read|register|20"
+    "ack-before-fsync|append|20"
+    "stale-leader-read|register|30"
+    "skip-dedup|append|30"
+    "vote-without-log-check|append|20"
+    "no-truncate-on-conflict|append|20"
+    "commit-previous-term|append|30"
+    "forget-vote|append|30"
+)
+workloads=(register kv set counter append)
+default_seeds=$(( 2 * seeds ))
 if [[ $quick == 1 ]]; then
     correct=("${correct[0]}" "${correct[4]}")
     mistakes=("${mistakes[0]}" "${mistakes[5]}")
     gaps=()
+    untuned=("${untuned[0]}")
+    workloads=(register append)
+    default_seeds=1
+    sets=${sets//etcd/}
 fi
+
+# The runs, one per line: expected|suite|name|workload|flags. Seeds
+# outermost within each set, so a budget cut leaves every entry with about
+# as many runs.
+gap_seeds=$(( seeds < 3 ? seeds : 3 ))
+runs=()
+want() { [[ ",$sets," == *",$1,"* ]]; }
+if want tuned; then
+    for (( seed = 1; seed <= seeds; seed++ )); do
+        for e in "${correct[@]/#/valid|}" "${mistakes[@]/#/invalid|}" "${gaps[@]/#/gap|}"; do
+            IFS='|' read -r expected suite workload nemesis extra <<< "$e"
+            if [[ $expected == gap ]] && (( seed > gap_seeds )); then continue; fi
+            bugflag=""
+            [[ $suite == correct ]] || bugflag="--node-bug $suite"
+            traffic="--time-limit 8"
+            [[ $extra == *--time-limit* ]] && traffic=""
+            name="$workload-$(tr ",:" "+-" <<< "$nemesis")-s$seed"
+            runs+=("$expected|$suite|$name|$workload|--nemesis $nemesis --seed $seed ${common[*]} $traffic $bugflag $extra")
+        done
+    done
+fi
+if want untuned; then
+    for (( seed = 1; seed <= seeds; seed++ )); do
+        for e in "${untuned[@]}"; do
+            IFS='|' read -r mistake workload limit <<< "$e"
+            runs+=("detect|untuned/$mistake|$workload-s$seed|$workload|--node-bug $mistake --time-limit $limit --seed $seed")
+        done
+    done
+fi
+if want default; then
+    for (( seed = 1; seed <= default_seeds; seed++ )); do
+        for workload in "${workloads[@]}"; do
+            runs+=("valid|default|$workload-s$seed|$workload|--seed $seed")
+        done
+    done
+fi
+if want etcd && command -v etcd >/dev/null 2>&1; then
+    for (( seed = 1; seed <= 3; seed++ )); do
+        for workload in "${workloads[@]}"; do
+            runs+=("valid|etcd|$workload-s$seed|$workload|--db etcd --seed $seed")
+        done
+    done
+elif want etcd; then
+    echo "nightly.sh: etcd is not on PATH: the etcd set is skipped" >&2
+fi
+
+# This shard's slice: every N-th run from the K-th.
+mine=()
+for i in "${!runs[@]}"; do
+    (( i % shard_n == shard_k - 1 )) && mine+=("${runs[$i]}")
+done
 
 start=$(date +%s)
 deadline=$(( start + budget_min * 60 ))
-gap_seeds=$(( seeds < 3 ? seeds : 3 ))
-# Every entry with the verdict it expects in front.
-plan=()
-for e in "${correct[@]}"; do plan+=("valid|$e"); done
-for e in "${mistakes[@]}"; do plan+=("invalid|$e"); done
-for e in "${gaps[@]}"; do plan+=("gap|$e"); done
-total=$(( (${#correct[@]} + ${#mistakes[@]}) * seeds + ${#gaps[@]} * gap_seeds ))
+total=${#mine[@]}
 done_runs=0
 skipped=0
-# Seeds outermost: a budget cut leaves every entry with about as many runs.
-for (( seed = 1; seed <= seeds; seed++ )); do
-    for entry in "${plan[@]}"; do
-        IFS='|' read -r expected suite workload nemesis extra <<< "$entry"
-        if [[ $expected == gap ]] && (( seed > gap_seeds )); then continue; fi
-        # A run takes about 10 s; do not start one that cannot finish in time.
-        if (( $(date +%s) + 12 > deadline )); then
-            skipped=$(( skipped + 1 ))
-            continue
-        fi
-        name="$workload-$(tr ",:" "+-" <<< "$nemesis")-s$seed"
-        store="$out/runs/$suite-$name"
-        bugflag=(--node-bug "$suite")
-        if [[ $suite == correct ]]; then bugflag=(); fi
-        traffic=(--time-limit 8)
-        if [[ $extra == *--time-limit* ]]; then traffic=(); fi
-        mkdir -p "$store"
-        t0=$(date +%s.%N)
-        set +e
-        # shellcheck disable=SC2086 # $extra is a list of flags
-        "$bin" run -w "$workload" --nemesis "$nemesis" --seed "$seed" --store "$store" \
-            "${common[@]}" "${traffic[@]}" "${bugflag[@]}" $extra > "$store/console.log" 2>&1
-        code=$?
-        set -e
-        wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-        run_dir=$(find "$store/$workload" -mindepth 1 -maxdepth 1 -type d -name '2*' 2>/dev/null | head -1)
-        [[ -n "$run_dir" ]] || run_dir="$store"
-        verdict=$(case $code in 0) echo valid;; 1) echo invalid;; 2) echo unknown;; *) echo "error($code)";; esac)
-        done_runs=$(( done_runs + 1 ))
-        setup="-w $workload --nemesis $nemesis $extra"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$suite" "$name" "$expected" "$code" "$wall" "$run_dir" "$setup" >> "$table"
-        printf '[%3d/%d] %-24s %-34s %-8s (expected %s) %5.1f s\n' \
-            "$done_runs" "$total" "$suite" "$name" "$verdict" "$expected" "$wall"
-        # Node data is the bulk of a run folder; expected runs do not need it.
-        if [[ $verdict == "$expected" || ($expected == gap && $code -le 1) ]]; then
-            rm -rf "$run_dir/nodes"
-        fi
-    done
+for run in "${mine[@]}"; do
+    IFS='|' read -r expected suite name workload flags <<< "$run"
+    # A run takes 10 to 35 s; do not start one that cannot finish in time.
+    if (( $(date +%s) + 40 > deadline )); then
+        skipped=$(( skipped + 1 ))
+        continue
+    fi
+    store="$out/runs/${suite//\//-}-$name"
+    mkdir -p "$store"
+    t0=$(date +%s.%N)
+    set +e
+    # shellcheck disable=SC2086 # $flags is a list of flags
+    "$bin" run -w "$workload" --store "$store" $flags > "$store/console.log" 2>&1
+    code=$?
+    set -e
+    wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    run_dir=$(find "$store/$workload" -mindepth 1 -maxdepth 1 -type d -name '2*' 2>/dev/null | head -1)
+    [[ -n "$run_dir" ]] || run_dir="$store"
+    verdict=$(case $code in 0) echo valid;; 1) echo invalid;; 2) echo unknown;; *) echo "error($code)";; esac)
+    done_runs=$(( done_runs + 1 ))
+    setup=$(sed -E 's/--seed [0-9]+ ?//; s/ +/ /g; s/ $//' <<< "-w $workload $flags")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$suite" "$name" "$expected" "$code" "$wall" "$run_dir" "$setup" >> "$table"
+    printf '[%3d/%d] %-34s %-26s %-9s (expected %s) %5.1f s\n' \
+        "$done_runs" "$total" "$suite" "$name" "$verdict" "$expected" "$wall"
+    # Node data is the bulk of a run folder; expected runs do not need it.
+    if [[ $verdict == "$expected" || ($expected == gap && $code -le 1) || ($expected == detect && $code -le 1) ]]; then
+        rm -rf "$run_dir/nodes"
+    fi
 done
 
 wall_total=$(( $(date +%s) - start ))
+echo "$wall_total" > "$out/wall_s"
 note=""
+if (( shard_n > 1 )); then
+    note="Shard $shard_k of $shard_n. "
+fi
 if (( skipped > 0 )); then
-    note="Budget of $budget_min min spent: $skipped of $total runs were not started."
+    note="${note}Budget of $budget_min min spent: $skipped of $total runs were not started."
     echo "nightly.sh: $note" >&2
 fi
 set +e
@@ -172,8 +280,8 @@ set -e
 # Keep only the run folders of unexpected verdicts.
 tail -n +2 "$table" | while IFS=$'\t' read -r suite name expected code _ _; do
     v=$(case $code in 0) echo valid;; 1) echo invalid;; *) echo other;; esac)
-    if [[ $v == "$expected" || ($expected == gap && $v != other) ]]; then
-        rm -rf "$out/runs/$suite-$name"
+    if [[ $v == "$expected" || ($expected =~ ^(gap|detect)$ && $v != other) ]]; then
+        rm -rf "$out/runs/${suite//\//-}-$name"
     fi
 done
 
