@@ -14,6 +14,7 @@ pub mod exit;
 pub mod explore;
 pub mod faults;
 pub mod list;
+pub mod mutation;
 pub mod nemesis;
 pub mod nightly;
 pub mod proxy;

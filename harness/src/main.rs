@@ -38,6 +38,9 @@ config.json, results.json, nodes/ (logs and data) and the report; store/latest p
     /// Write junit.xml and summary.md from ci/nightly.sh's run table.
     #[command(hide = true)]
     NightlyReport(faultline::nightly::NightlyReportArgs),
+    /// Write mutation.md and junit.xml from ci/mutation.sh's result tables.
+    #[command(hide = true)]
+    MutationReport(faultline::mutation::MutationReportArgs),
     /// Work with history files.
     #[command(subcommand)]
     History(HistoryCommand),
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => faultline::dbbench::run(&args).map(|()| Exit::Valid),
         Command::BenchProxy(args) => faultline::bench::run(&args).map(|()| Exit::Valid),
         Command::NightlyReport(args) => faultline::nightly::run(&args),
+        Command::MutationReport(args) => faultline::mutation::run(&args),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
