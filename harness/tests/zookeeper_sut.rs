@@ -57,18 +57,21 @@ struct Conn {
     remote: u16,
 }
 
+/// Established connections over IPv4 and IPv6 (a JVM opens dual-stack
+/// sockets, listed in `tcp6` with IPv4-mapped addresses).
 fn established() -> Vec<Conn> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let table = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .join("\n");
     let port = |a: &str| {
         a.rsplit_once(':')
             .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
     };
     table
         .lines()
-        .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            // State 01 is ESTABLISHED.
+            // State 01 is ESTABLISHED (header lines have no state).
             (f.len() > 9 && f[3] == "01").then_some(())?;
             Some(Conn {
                 local: port(f[1])?,
