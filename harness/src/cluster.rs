@@ -11,15 +11,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::nemesis::{CutMode, Fault, LinkScope};
-use crate::proxy::{LinkMode, Proxy};
+use crate::proxy::{LinkMode, Proxy, ProxyOptions, Rewrite};
 use crate::supervisor::{NodeSpec, ProcState, Supervisor};
 use crate::sut::protocol::{self, ProtocolEnv};
 use crate::sut::{Db, Endpoint, NodeNames, Protocol, ReadMode, Routing, Status, demux, probe};
+
+/// How long a peer link's proxy keeps trying a node that refuses
+/// connections before resetting the dialler: long enough for a server that
+/// opens a port only once elected (ZooKeeper's quorum port), short next to
+/// a run's fault intervals. Client links reset at once, so clients see a
+/// refused connection (a definite failure) rather than a timeout.
+pub const PEER_CONNECT_PATIENCE: Duration = Duration::from_secs(2);
 
 /// How to build a cluster.
 #[derive(Clone, Debug)]
@@ -123,22 +131,24 @@ impl Cluster {
         let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
 
         let supervisor = Arc::new(Supervisor::new(Vec::new()));
-        let mut links = BTreeMap::new();
+        // Every link's listener first: a link's address rewrite may name
+        // the proxies of another link or port.
+        let mut listeners: BTreeMap<String, Vec<Vec<Option<TcpListener>>>> = BTreeMap::new();
         let mut dial = BTreeMap::new();
         for name in db.peer_ports() {
-            let mut rows: Vec<Vec<Option<Proxy>>> = Vec::with_capacity(n);
+            let mut rows = Vec::with_capacity(n);
             for i in 0..n {
                 let mut row = Vec::with_capacity(n);
-                for (j, own) in ports.iter().enumerate() {
-                    if i == j || cfg.direct {
-                        row.push(None);
-                        continue;
-                    }
-                    let seed = cfg.seed ^ ((i as u64) << 32 | j as u64) ^ hash(&name);
-                    let p = Proxy::start(addr(own[&name]), seed, cancel.clone(), tracker)
-                        .await
-                        .context("cannot start a link proxy")?;
-                    row.push(Some(p));
+                for j in 0..n {
+                    row.push(if i == j || cfg.direct {
+                        None
+                    } else {
+                        Some(
+                            TcpListener::bind(("127.0.0.1", 0))
+                                .await
+                                .context("cannot bind a link proxy")?,
+                        )
+                    });
                 }
                 rows.push(row);
             }
@@ -147,21 +157,18 @@ impl Cluster {
             // systems whose nodes advertise one peer address, a
             // demultiplexer per destination that hands each connection to
             // the dialler's link.
+            let bound = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
             let mut m: Vec<Vec<u16>> = (0..n)
                 .map(|i| {
                     (0..n)
-                        .map(|j| match &rows[i][j] {
-                            Some(p) => p.addr().port(),
-                            None => ports[j][&name],
-                        })
+                        .map(|j| bound(&rows[i][j]).map_or(ports[j][&name], |a| a.port()))
                         .collect()
                 })
                 .collect();
             if db.routing() == Routing::PerDestination && !cfg.direct {
                 for j in 0..n {
-                    let column: Vec<Option<SocketAddr>> = (0..n)
-                        .map(|i| rows[i][j].as_ref().map(Proxy::addr))
-                        .collect();
+                    let column: Vec<Option<SocketAddr>> =
+                        (0..n).map(|i| bound(&rows[i][j])).collect();
                     let sup = supervisor.clone();
                     let who: demux::WhoIs = Arc::new(move |g| sup.node_of_group(g));
                     let inbound =
@@ -172,7 +179,41 @@ impl Cluster {
                 }
             }
             dial.insert(name.clone(), m);
-            links.insert(name, rows);
+            listeners.insert(name, rows);
+        }
+        let names = NodeNames {
+            ids: ids.clone(),
+            ports: ports.clone(),
+            dial,
+            data_dirs: ids.iter().map(|id| paths.nodes.join(id)).collect(),
+            faultline: std::env::current_exe().context("cannot locate the faultline executable")?,
+            spec_dir: db.spec_dir.clone(),
+        };
+        let mut links = BTreeMap::new();
+        for (name, rows) in listeners {
+            let mut proxies: Vec<Vec<Option<Proxy>>> = Vec::with_capacity(n);
+            for (i, row) in rows.into_iter().enumerate() {
+                let mut out = Vec::with_capacity(n);
+                for (j, listener) in row.into_iter().enumerate() {
+                    let Some(listener) = listener else {
+                        out.push(None);
+                        continue;
+                    };
+                    let options = ProxyOptions {
+                        connect_patience: PEER_CONNECT_PATIENCE,
+                        rewrite: self_address_rewrite(&db, &names, &name, i, j)?,
+                    };
+                    let seed = cfg.seed ^ ((i as u64) << 32 | j as u64) ^ hash(&name);
+                    let target = addr(ports[j][&name]);
+                    let p =
+                        Proxy::start_with(listener, target, seed, options, cancel.clone(), tracker)
+                            .await
+                            .context("cannot start a link proxy")?;
+                    out.push(Some(p));
+                }
+                proxies.push(out);
+            }
+            links.insert(name, proxies);
         }
         let mut client_links = Vec::with_capacity(n);
         let mut endpoints = Vec::with_capacity(n);
@@ -195,14 +236,6 @@ impl Cluster {
             });
             client_links.push(proxy);
         }
-        let names = NodeNames {
-            ids: ids.clone(),
-            ports,
-            dial,
-            data_dirs: ids.iter().map(|id| paths.nodes.join(id)).collect(),
-            faultline: std::env::current_exe().context("cannot locate the faultline executable")?,
-            spec_dir: db.spec_dir.clone(),
-        };
         for (i, id) in ids.iter().enumerate() {
             supervisor.add(NodeSpec {
                 id: id.clone(),
@@ -528,6 +561,37 @@ pub fn agreed_leader(statuses: &[Option<Status>]) -> Option<String> {
         answered.len()
     };
     (agree > n / 2).then(|| l.id.clone())
+}
+
+/// The address rewrite of link `i→j` on peer port `port`, when the spec
+/// says the dialler writes its own address there (`self_address`).
+fn self_address_rewrite(
+    db: &Db,
+    names: &NodeNames,
+    port: &str,
+    i: usize,
+    j: usize,
+) -> Result<Option<Rewrite>> {
+    let Some(sa) = db.spec.self_address.get(port) else {
+        return Ok(None);
+    };
+    let field = format!("self_address.{port}.text");
+    let (from, to) = names
+        .self_address(&db.spec, &sa.text, i, j)
+        .map_err(|e| anyhow::anyhow!("{}: {field}: {e}", db.file()))?;
+    if from.len() != to.len() {
+        bail!(
+            "{}: {field}: node {} writes {from:?}, which would become {to:?} for node {}: \
+             the rewrite must keep the length (the dialler's framing may count it)",
+            db.file(),
+            names.ids[i],
+            names.ids[j]
+        );
+    }
+    Ok(Some(Rewrite {
+        from: from.into_bytes(),
+        to: to.into_bytes(),
+    }))
 }
 
 fn hash(s: &str) -> u64 {

@@ -23,6 +23,26 @@
 //!   each chunk read is, with the given probability, dropped together with
 //!   its connection (both sides get a reset); the sender must reconnect.
 //! - `bandwidth`: chunks are paced to at most the given bytes per second.
+//!
+//! Two options of a proxy ([`ProxyOptions`]) serve systems whose peers do
+//! more than dial a fixed address:
+//! - `connect_patience`: the dialler's connect succeeds as soon as the proxy
+//!   accepts, before the proxy reaches the target. When the target is not
+//!   listening yet (a server that opens a port only once elected), closing
+//!   at once would look to the dialler like an end of stream in the middle
+//!   of its handshake rather than a refused connection, and some systems
+//!   treat the two differently. So the proxy keeps trying the target every
+//!   25 ms for this long (the dialler's bytes wait in the socket meanwhile)
+//!   and only then resets the dialler's connection.
+//! - `rewrite`: some systems write the dialler's own address into the first
+//!   bytes of a connection, and the receiver may dial that address back,
+//!   which would bypass the proxies. The proxy replaces the first occurrence
+//!   of that address within the first [`REWRITE_WINDOW`] bytes the dialler
+//!   sends with the address the receiver dials to reach the dialler (the
+//!   proxy of the reverse link); both must have the same length, since the
+//!   dialler's framing may count them. Only that direction and that window
+//!   are searched; an address split across two reads is held back (at most
+//!   [`REWRITE_HOLD`]) until the rest arrives.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,6 +109,37 @@ pub struct LinkStats {
     pub resets: AtomicU64,
 }
 
+/// The dialler's own address as it writes it, and what to write instead
+/// (same length; see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The bytes to find (the dialler's own address).
+    pub from: Vec<u8>,
+    /// The bytes that replace them (the address the receiver dials to reach
+    /// the dialler).
+    pub to: Vec<u8>,
+}
+
+/// How many first bytes of a connection are searched for a [`Rewrite`].
+pub const REWRITE_WINDOW: usize = 1024;
+
+/// How long a possible start of the address at the end of a read is held
+/// back waiting for the rest, before it is forwarded as it is.
+pub const REWRITE_HOLD: Duration = Duration::from_millis(100);
+
+/// How often the target is tried again while it refuses.
+const CONNECT_RETRY: Duration = Duration::from_millis(25);
+
+/// Options of one proxy (the default: no patience, no rewrite).
+#[derive(Clone, Debug, Default)]
+pub struct ProxyOptions {
+    /// How long to keep trying a target that refuses before resetting the
+    /// dialler (zero: reset at once, as a closed port would).
+    pub connect_patience: Duration,
+    /// The dialler's own address to rewrite in the first bytes it sends.
+    pub rewrite: Option<Rewrite>,
+}
+
 /// A running proxy for one link. Dropping it does not stop it: cancel the
 /// token it was started with.
 #[derive(Debug)]
@@ -109,12 +160,34 @@ impl Proxy {
         tracker: &TaskTracker,
     ) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Proxy::start_with(
+            listener,
+            target,
+            seed,
+            ProxyOptions::default(),
+            cancel,
+            tracker,
+        )
+        .await
+    }
+
+    /// [`Proxy::start`] on a listener bound beforehand (so its address can
+    /// be handed out, e.g. in another link's rewrite), with options.
+    pub async fn start_with(
+        listener: TcpListener,
+        target: SocketAddr,
+        seed: u64,
+        options: ProxyOptions,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> std::io::Result<Proxy> {
         let listen = listener.local_addr()?;
         let (mode, mode_rx) = watch::channel(LinkMode::Pass);
         let stats = Arc::new(LinkStats::default());
         let rng = Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)));
         let ctx = LinkCtx {
             target,
+            options: Arc::new(options),
             mode: mode_rx,
             stats: stats.clone(),
             rng,
@@ -160,6 +233,7 @@ impl Proxy {
 #[derive(Clone)]
 struct LinkCtx {
     target: SocketAddr,
+    options: Arc<ProxyOptions>,
     mode: watch::Receiver<LinkMode>,
     stats: Arc<LinkStats>,
     rng: Arc<Mutex<ChaCha8Rng>>,
@@ -223,11 +297,7 @@ async fn serve(inbound: TcpStream, ctx: LinkCtx) {
         _ => {}
     }
 
-    let upstream = tokio::select! {
-        _ = conn.cancelled() => return,
-        r = TcpStream::connect(ctx.target) => r,
-    };
-    let Ok(upstream) = upstream else {
+    let Some(upstream) = connect_upstream(&ctx, &conn).await else {
         // The target is down: the dialer sees a reset, as from a closed port.
         return;
     };
@@ -242,6 +312,7 @@ async fn serve(inbound: TcpStream, ctx: LinkCtx) {
     tasks.spawn(read_side(
         in_r,
         tx_fwd,
+        ctx.options.rewrite.clone().map(Rewriter::new),
         ctx.clone(),
         conn.clone(),
         tainted.clone(),
@@ -256,6 +327,7 @@ async fn serve(inbound: TcpStream, ctx: LinkCtx) {
     tasks.spawn(read_side(
         up_r,
         tx_back,
+        None,
         ctx.clone(),
         conn.clone(),
         tainted.clone(),
@@ -293,6 +365,93 @@ async fn serve(inbound: TcpStream, ctx: LinkCtx) {
     tokio::select! {
         _ = tasks.wait() => {}
         _ = watcher => { tasks.wait().await; }
+    }
+}
+
+/// Dials the target, trying again every [`CONNECT_RETRY`] while it refuses
+/// and the link's patience lasts (see the module docs). `None` when it
+/// cannot be reached, the link rejects, or the connection is cancelled.
+async fn connect_upstream(ctx: &LinkCtx, conn: &CancellationToken) -> Option<TcpStream> {
+    let give_up = Instant::now() + ctx.options.connect_patience;
+    loop {
+        let r = tokio::select! {
+            _ = conn.cancelled() => return None,
+            r = TcpStream::connect(ctx.target) => r,
+        };
+        if let Ok(s) = r {
+            return Some(s);
+        }
+        if Instant::now() + CONNECT_RETRY > give_up || ctx.mode() == LinkMode::Reject {
+            return None;
+        }
+        tokio::select! {
+            _ = conn.cancelled() => return None,
+            _ = tokio::time::sleep(CONNECT_RETRY) => {}
+        }
+    }
+}
+
+/// Rewrites the dialler's own address in the first bytes of one connection.
+#[derive(Debug)]
+struct Rewriter {
+    rw: Rewrite,
+    /// Bytes handed on so far.
+    passed: usize,
+    /// A possible start of the address, waiting for the rest.
+    held: Vec<u8>,
+    /// Replaced, or past the window: pass everything from now on.
+    done: bool,
+}
+
+impl Rewriter {
+    fn new(rw: Rewrite) -> Rewriter {
+        let done = rw.from.is_empty();
+        Rewriter {
+            rw,
+            passed: 0,
+            held: Vec::new(),
+            done,
+        }
+    }
+
+    /// Whether bytes are held back.
+    fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Takes the next bytes read; returns what may be forwarded now.
+    fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        if self.done {
+            return data.to_vec();
+        }
+        let mut buf = std::mem::take(&mut self.held);
+        buf.extend_from_slice(data);
+        let from = &self.rw.from;
+        if let Some(at) = buf.windows(from.len()).position(|w| w == from.as_slice())
+            && self.passed + at < REWRITE_WINDOW
+        {
+            buf.splice(at..at + from.len(), self.rw.to.iter().copied());
+            self.done = true;
+            return buf;
+        }
+        if self.passed + buf.len() >= REWRITE_WINDOW {
+            self.done = true;
+            return buf;
+        }
+        // Hold back the longest end of `buf` that could begin the address.
+        let keep = (1..from.len().min(buf.len() + 1))
+            .rev()
+            .find(|&k| buf[buf.len() - k..] == from[..k])
+            .unwrap_or(0);
+        self.held = buf.split_off(buf.len() - keep);
+        self.passed += buf.len();
+        buf
+    }
+
+    /// Gives up waiting: the held bytes, as they are.
+    fn flush(&mut self) -> Vec<u8> {
+        self.passed += self.held.len();
+        std::mem::take(&mut self.held)
     }
 }
 
@@ -341,10 +500,12 @@ struct Chunk {
 }
 
 /// Reads from one side and queues chunks for the other, applying the mode
-/// current at the time each chunk arrives.
+/// current at the time each chunk arrives (and, dialler to receiver, the
+/// link's address rewrite).
 async fn read_side(
     mut src: OwnedReadHalf,
     tx: mpsc::Sender<Chunk>,
+    mut rewriter: Option<Rewriter>,
     ctx: LinkCtx,
     conn: CancellationToken,
     tainted: Arc<AtomicBool>,
@@ -353,13 +514,32 @@ async fn read_side(
     // Delivery times never go backwards, so delay and pacing keep order.
     let mut last_at = Instant::now();
     loop {
-        let n = tokio::select! {
+        let holding = rewriter.as_ref().is_some_and(Rewriter::holding);
+        let data = tokio::select! {
             _ = conn.cancelled() => return,
+            _ = tokio::time::sleep(REWRITE_HOLD), if holding => match rewriter.as_mut() {
+                Some(r) => r.flush(),
+                None => continue,
+            },
             r = src.read(&mut buf) => match r {
-                Ok(0) | Err(_) => return, // dropping tx ends the writer with FIN
-                Ok(n) => n,
+                Ok(0) | Err(_) => {
+                    // The end of the stream: what was held back goes first.
+                    if let Some(r) = rewriter.as_mut().filter(|r| r.holding()) {
+                        let chunk = Chunk { at: Instant::now().max(last_at), data: r.flush() };
+                        let _ = tx.send(chunk).await;
+                    }
+                    return; // dropping tx ends the writer with FIN
+                }
+                Ok(n) => match rewriter.as_mut() {
+                    Some(r) => r.feed(&buf[..n]),
+                    None => buf[..n].to_vec(),
+                },
             },
         };
+        if data.is_empty() {
+            continue;
+        }
+        let n = data.len();
         let now = Instant::now();
         let at = match ctx.mode() {
             LinkMode::Pass => now.max(last_at),
@@ -396,10 +576,7 @@ async fn read_side(
             }
         };
         last_at = at;
-        let chunk = Chunk {
-            at,
-            data: buf[..n].to_vec(),
-        };
+        let chunk = Chunk { at, data };
         tokio::select! {
             _ = conn.cancelled() => return,
             r = tx.send(chunk) => if r.is_err() { return },
@@ -602,6 +779,115 @@ mod tests {
         roundtrip(&mut s, &msg).await.expect("rt");
         // 2,000 bytes each way at 10 kB/s is at least 0.2 s each way.
         assert!(t0.elapsed() >= Duration::from_millis(400));
+        cancel.cancel();
+    }
+
+    #[test]
+    fn the_rewriter_replaces_the_address_once_even_across_reads() {
+        let rw = Rewrite {
+            from: b"127.0.0.1:11111".to_vec(),
+            to: b"127.0.0.1:22222".to_vec(),
+        };
+        let mut r = Rewriter::new(rw.clone());
+        assert_eq!(
+            r.feed(b"\x00\x0f127.0.0.1:11111 and 127.0.0.1:11111"),
+            b"\x00\x0f127.0.0.1:22222 and 127.0.0.1:11111"
+        );
+        assert_eq!(
+            r.feed(b"127.0.0.1:11111"),
+            b"127.0.0.1:11111",
+            "only the first"
+        );
+
+        // Split over three reads: the possible start is held back.
+        let mut r = Rewriter::new(rw.clone());
+        assert_eq!(r.feed(b"hello 127.0"), b"hello ");
+        assert!(r.holding());
+        assert_eq!(r.feed(b".0.1:1"), b"");
+        assert_eq!(r.feed(b"1111!"), b"127.0.0.1:22222!");
+        assert!(!r.holding());
+
+        // A near miss is handed on when it turns out not to be the address,
+        // and a flush gives up waiting.
+        let mut r = Rewriter::new(rw.clone());
+        assert_eq!(r.feed(b"x 127.0.0.1:1"), b"x ");
+        assert_eq!(r.feed(b"9"), b"127.0.0.1:19");
+        assert_eq!(r.feed(b"127"), b"");
+        assert_eq!(r.flush(), b"127");
+
+        // Past the window nothing is touched.
+        let mut r = Rewriter::new(rw);
+        let filler = vec![b'.'; REWRITE_WINDOW];
+        assert_eq!(r.feed(&filler), filler);
+        assert_eq!(r.feed(b"127.0.0.1:11111"), b"127.0.0.1:11111");
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_applies_to_what_the_dialler_sends() {
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let echo = echo_server(&tracker, cancel.clone()).await;
+        let options = ProxyOptions {
+            connect_patience: Duration::ZERO,
+            rewrite: Some(Rewrite {
+                from: b"127.0.0.1:11111".to_vec(),
+                to: b"127.0.0.1:22222".to_vec(),
+            }),
+        };
+        let l = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let p = Proxy::start_with(l, echo, 7, options, cancel.clone(), &tracker)
+            .await
+            .expect("proxy");
+        let mut s = TcpStream::connect(p.addr()).await.expect("connect");
+        // The echo sends back what the receiver got; the way back is untouched.
+        assert_eq!(
+            roundtrip(&mut s, b"me=127.0.0.1:11111;").await.expect("rt"),
+            b"me=127.0.0.1:22222;"
+        );
+        assert_eq!(
+            roundtrip(&mut s, b"127.0.0.1:11111").await.expect("rt"),
+            b"127.0.0.1:11111"
+        );
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_patient_proxy_waits_for_a_target_that_starts_late() {
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let target = faultline_node::ports::reserve_loopback_ports(1).expect("port")[0];
+        let options = ProxyOptions {
+            connect_patience: Duration::from_secs(5),
+            rewrite: None,
+        };
+        let l = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let p = Proxy::start_with(l, target, 7, options, cancel.clone(), &tracker)
+            .await
+            .expect("proxy");
+        let mut s = TcpStream::connect(p.addr()).await.expect("connect");
+        s.write_all(b"early").await.expect("write");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The target comes up late: the bytes sent meanwhile reach it.
+        let l = TcpListener::bind(target).await.expect("bind the target");
+        let (mut up, _) = tokio::time::timeout(Duration::from_secs(5), l.accept())
+            .await
+            .expect("the proxy connects")
+            .expect("accept");
+        let mut got = [0u8; 5];
+        up.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"early");
+
+        // Without patience, a refusing target resets the dialler at once.
+        let target2 = faultline_node::ports::reserve_loopback_ports(1).expect("port")[0];
+        let p2 = Proxy::start(target2, 7, cancel.clone(), &tracker)
+            .await
+            .expect("proxy");
+        let mut s2 = TcpStream::connect(p2.addr()).await.expect("connect");
+        let mut buf = [0u8; 1];
+        let r = tokio::time::timeout(Duration::from_secs(5), s2.read(&mut buf))
+            .await
+            .expect("closed promptly");
+        assert!(matches!(r, Ok(0) | Err(_)), "got {r:?}");
         cancel.cancel();
     }
 }

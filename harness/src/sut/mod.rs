@@ -608,4 +608,63 @@ mod tests {
             l.args
         );
     }
+
+    #[test]
+    fn zookeeper_lists_every_other_server_at_its_link_and_rewrites_its_election_address() {
+        let mut db = Db::resolve("zookeeper").expect("built in");
+        db.program = Some(PathBuf::from("/bin/true"));
+        let port = |c, q, e, a| -> BTreeMap<String, u16> {
+            [("client", c), ("quorum", q), ("election", e), ("admin", a)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        };
+        let names = NodeNames {
+            ids: vec!["n1".into(), "n2".into()],
+            ports: vec![
+                port(12001, 12011, 12021, 12031),
+                port(12002, 12012, 12022, 12032),
+            ],
+            dial: [
+                (
+                    "quorum".to_string(),
+                    vec![vec![12011, 40012], vec![40021, 12012]],
+                ),
+                (
+                    "election".to_string(),
+                    vec![vec![12021, 50012], vec![50021, 12022]],
+                ),
+            ]
+            .into(),
+            data_dirs: vec!["/d/n1".into(), "/d/n2".into()],
+            faultline: PathBuf::from("/fl"),
+            spec_dir: PathBuf::from("."),
+        };
+        let l = db.launch(&names, 0).expect("launch");
+        let cfg = &l
+            .files
+            .iter()
+            .find(|(p, _)| p == Path::new("zoo.cfg"))
+            .expect("zoo.cfg")
+            .1;
+        assert!(cfg.contains("server.1=127.0.0.1:12011:12021\n"), "{cfg}");
+        assert!(cfg.contains("server.2=127.0.0.1:40012:50012"), "{cfg}");
+        assert!(cfg.contains("clientPort=12001\n"), "{cfg}");
+        let myid = &l
+            .files
+            .iter()
+            .find(|(p, _)| p == Path::new("myid"))
+            .expect("myid")
+            .1;
+        assert_eq!(myid, "1\n");
+        // On link n1→n2, n1 names its own election port; n2 must dial back
+        // through the proxy of its link n2→n1.
+        let sa = &db.spec.self_address["election"];
+        assert_eq!(
+            names
+                .self_address(&db.spec, &sa.text, 0, 1)
+                .expect("renders"),
+            ("127.0.0.1:12021".to_string(), "127.0.0.1:50021".to_string())
+        );
+    }
 }

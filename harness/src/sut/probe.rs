@@ -1,5 +1,5 @@
 //! The spec's probes, carried out: readiness (a TCP connect, an HTTP GET
-//! answered 2xx, or a command exiting 0) and the leader probe (a GET or a
+//! answered 2xx, optionally with no error in its JSON, or a command exiting 0) and the leader probe (a GET or a
 //! command whose JSON answer is read with JSON pointers, or the client
 //! protocol's own status).
 
@@ -35,11 +35,19 @@ pub async fn ready(
     }
     if let Some(t) = &p.http {
         let url = render("ready.http", t)?;
-        return match http.get(&url).timeout(PROBE_TIMEOUT).send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("GET {url}: status {}", r.status().as_u16())),
-            Err(e) => Err(format!("GET {url}: {}", super::error_chain(&e))),
+        let resp = match http.get(&url).timeout(PROBE_TIMEOUT).send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => return Err(format!("GET {url}: status {}", r.status().as_u16())),
+            Err(e) => return Err(format!("GET {url}: {}", super::error_chain(&e))),
         };
+        let Some(pointer) = &p.error else {
+            return Ok(());
+        };
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) => return Err(format!("GET {url}: {}", super::error_chain(&e))),
+        };
+        return answer_error(&text, pointer).map_err(|why| format!("GET {url}: {why}"));
     }
     if let Some(cmd) = &p.command {
         let argv = render_all(db, names, me, "ready.command", cmd)?;
@@ -82,6 +90,18 @@ pub async fn status(
         parse_answer(&out)
     };
     read_status(l, &names.ids[me], &answer)
+}
+
+/// Whether a readiness answer reports an error at `pointer` (`ready.error`):
+/// `Ok` when it is JSON with nothing or `null` there.
+pub fn answer_error(text: &str, pointer: &str) -> Result<(), String> {
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    match v.pointer(pointer) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) => Err(s.clone()),
+        Some(other) => Err(other.to_string()),
+    }
 }
 
 /// A probe's answer as JSON, or as a JSON string when it is text.
@@ -202,6 +222,21 @@ mod tests {
         assert!(!s.leads());
         assert_eq!(s.term, None);
         assert!(read_status(&l, "n2", &json!({"other": 1})).is_none());
+    }
+
+    #[test]
+    fn a_readiness_answer_with_an_error_fails() {
+        // ZooKeeper 3.8's admin server answers 200 either way.
+        let serving = r#"{"server_stats": {"server_state": "leader"}, "error": null}"#;
+        assert_eq!(answer_error(serving, "/error"), Ok(()));
+        let not_serving = r#"{"command": "srvr", "error": "This ZooKeeper instance is not currently serving requests"}"#;
+        assert_eq!(
+            answer_error(not_serving, "/error"),
+            Err("This ZooKeeper instance is not currently serving requests".into())
+        );
+        assert_eq!(answer_error(r#"{"ok": 1}"#, "/error"), Ok(()));
+        assert!(answer_error("<html>", "/error").is_err());
+        assert_eq!(answer_error(r#"{"error": 3}"#, "/error"), Err("3".into()));
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct SystemSpec {
     /// Lists repeated over the nodes, used as `{each.NAME}`.
     #[serde(default)]
     pub each: BTreeMap<String, EachSpec>,
+    /// Peer ports on which the dialler writes its own address into the
+    /// first bytes it sends, by port name (see [`SelfAddressSpec`]).
+    #[serde(default)]
+    pub self_address: BTreeMap<String, SelfAddressSpec>,
     /// When a node is ready to serve (checked after every start).
     pub ready: ProbeSpec,
     /// Who leads (optional; without it the nemesis's `leader` targets pick a
@@ -156,6 +160,25 @@ pub enum Over {
     Itself,
 }
 
+/// On one peer port, the dialler writes its own address into the first
+/// bytes of every connection it opens (ZooKeeper's election handshake
+/// does), and the receiver may drop the connection and dial that address
+/// back, which would bypass faultline's proxies. With this, the proxy of
+/// each link `i→j` on that port replaces the first occurrence of `text`
+/// rendered for node `i` (within the first 1 KiB `i` sends) with `text`
+/// rendered as node `j` sees node `i`: every `{addr.P}` / `{port.P}` of a
+/// peer port `P` becomes the address `j` dials to reach `i` there (the
+/// proxy of the reverse link `j→i`), everything else stays `i`'s. The two
+/// must have the same length, since the dialler's framing may count them
+/// (node and proxy ports are all 5 digits); a cluster where they differ
+/// is refused before it starts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfAddressSpec {
+    /// The dialler's own address as it writes it, e.g. `{addr.election}`.
+    pub text: String,
+}
+
 /// A probe: exactly one of `tcp`, `http` or `command`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,6 +189,11 @@ pub struct ProbeSpec {
     /// Passes on a 2xx answer to a GET of this URL.
     #[serde(default)]
     pub http: Option<String>,
+    /// With `http`: a JSON pointer into the answer (e.g. `/error`); the
+    /// probe fails unless the answer is JSON with nothing or `null` there
+    /// (for servers that answer 200 with an error while not serving).
+    #[serde(default)]
+    pub error: Option<String>,
     /// Passes when this command exits 0.
     #[serde(default)]
     pub command: Option<Vec<String>>,
@@ -336,6 +364,18 @@ impl SystemSpec {
                 ));
             }
         }
+        for (name, sa) in &self.self_address {
+            let field = format!("self_address.{name}");
+            if self.ports.get(name) != Some(&PortKind::Peer) {
+                return Err(err(
+                    &field,
+                    format!("{name:?} is not a port of kind \"peer\""),
+                ));
+            }
+            if sa.text.is_empty() {
+                return Err(err(&format!("{field}.text"), "must not be empty".into()));
+            }
+        }
         self.ready.check(file, "ready")?;
         if let Some(l) = &self.leader {
             let given = [l.http.is_some(), l.command.is_some(), l.via_client]
@@ -459,6 +499,21 @@ impl SystemSpec {
                 template::render(t, &mut look).map_err(|e| fail(field, e))?;
             }
         }
+        for (name, sa) in &self.self_address {
+            let field = format!("self_address.{name}.text");
+            let (from, to) = names
+                .self_address(self, &sa.text, 0, 1)
+                .map_err(|e| fail(field.clone(), e))?;
+            if from.len() != to.len() {
+                return Err(SpecError {
+                    file: file.to_string(),
+                    field,
+                    message: format!(
+                        "{from:?} would become {to:?}: the rewrite must keep the length"
+                    ),
+                });
+            }
+        }
         let probes: Vec<(String, &String)> = [
             ("ready.tcp", self.ready.tcp.as_ref()),
             ("ready.http", self.ready.http.as_ref()),
@@ -539,6 +594,20 @@ impl ProbeSpec {
         }
         if self.command.as_ref().is_some_and(Vec::is_empty) {
             return Err(err(format!("{field}.command"), "an empty command".into()));
+        }
+        if let Some(p) = &self.error {
+            if self.http.is_none() {
+                return Err(err(
+                    format!("{field}.error"),
+                    "only an http probe reads its answer".into(),
+                ));
+            }
+            if !p.starts_with('/') {
+                return Err(err(
+                    format!("{field}.error"),
+                    format!("{p:?} is not a JSON pointer (it starts with /)"),
+                ));
+            }
         }
         if let Some(t) = self.timeout_s
             && !(t.is_finite() && (0.1..=3600.0).contains(&t))
@@ -715,6 +784,30 @@ impl NodeNames {
         out
     }
 
+    /// A [`SelfAddressSpec`]'s `text` for link `i→j`: as node `i` writes its
+    /// own address, and as node `j` must dial it (peer ports replaced by
+    /// what `j` dials to reach `i`).
+    pub fn self_address(
+        &self,
+        spec: &SystemSpec,
+        text: &str,
+        i: usize,
+        j: usize,
+    ) -> Result<(String, String), TemplateError> {
+        let own = template::render(text, &mut |n| self.node_value(spec, i, n))?;
+        let seen = template::render(text, &mut |n| {
+            let peer_port = n
+                .strip_prefix("addr.")
+                .or_else(|| n.strip_prefix("port."))
+                .filter(|p| self.dial.contains_key(*p));
+            match peer_port {
+                Some(_) => self.peer_value(spec, j, i, &format!("peer.{n}")),
+                None => self.node_value(spec, i, n),
+            }
+        })?;
+        Ok((own, seen))
+    }
+
     /// Renders a command (a list of templates) for node `me`: an element
     /// that is exactly `{each.X}` of an args list becomes its arguments.
     pub fn command(
@@ -833,6 +926,81 @@ protocol = "faultline-http"
             let msg = e.to_string();
             assert!(msg.contains(says), "expected {says:?} in {msg:?}");
             assert!(msg.starts_with("toy.toml: "), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_self_address_is_rewritten_to_what_the_receiver_dials() {
+        let text = MINIMAL.replace(
+            "[ready]",
+            "[self_address.peer]\ntext = \"{addr.peer}\"\n[ready]",
+        );
+        let spec = SystemSpec::parse("toy.toml", &text).expect("valid");
+        let names = NodeNames::dummy(&spec, 3);
+        // Link n1→n3: n1 writes its own peer address; n3 reaches n1 at the
+        // proxy of the link n3→n1.
+        let (from, to) = names
+            .self_address(&spec, "{addr.peer}", 0, 2)
+            .expect("renders");
+        assert_eq!(from, format!("127.0.0.1:{}", names.ports[0]["peer"]));
+        assert_eq!(to, format!("127.0.0.1:{}", names.dial["peer"][2][0]));
+        // Placeholders that are not peer addresses stay the dialler's.
+        let (from, to) = names
+            .self_address(&spec, "{id}@{port.peer}/{port.client}", 0, 2)
+            .expect("renders");
+        assert_eq!(
+            from,
+            format!("n1@{}/{}", names.ports[0]["peer"], names.ports[0]["client"])
+        );
+        assert_eq!(
+            to,
+            format!(
+                "n1@{}/{}",
+                names.dial["peer"][2][0], names.ports[0]["client"]
+            )
+        );
+    }
+
+    #[test]
+    fn self_addresses_and_probe_errors_are_checked() {
+        let cases = [
+            (
+                MINIMAL.replace(
+                    "[ready]",
+                    "[self_address.client]\ntext = \"{addr.client}\"\n[ready]",
+                ),
+                "toy.toml: self_address.client: \"client\" is not a port of kind \"peer\"",
+            ),
+            (
+                MINIMAL.replace(
+                    "[ready]",
+                    "[self_address.peer]\ntext = \"{adr.peer}\"\n[ready]",
+                ),
+                "toy.toml: self_address.peer.text: unknown placeholder {adr.peer}",
+            ),
+            (
+                MINIMAL.replace(
+                    "[ready]",
+                    "[self_address.peer]\ntext = \"{num}:{peer.id}\"\n[ready]",
+                ),
+                "toy.toml: self_address.peer.text: unknown placeholder {peer.id}",
+            ),
+            (
+                MINIMAL.replace("[ready]\n", "[ready]\nerror = \"/error\"\n"),
+                "toy.toml: ready.error: only an http probe reads its answer",
+            ),
+            (
+                MINIMAL.replace(
+                    "[ready]\ntcp = \"{addr.client}\"\n",
+                    "[ready]\nhttp = \"http://{addr.client}/\"\nerror = \"error\"\n",
+                ),
+                "toy.toml: ready.error: \"error\" is not a JSON pointer",
+            ),
+        ];
+        for (text, says) in cases {
+            let e = SystemSpec::parse("toy.toml", &text).expect_err(says);
+            let msg = e.to_string();
+            assert!(msg.contains(says), "expected {says:?} in {msg:?}");
         }
     }
 }

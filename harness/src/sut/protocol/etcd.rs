@@ -184,7 +184,7 @@ impl Client for EtcdClient {
                             current: txn_range_value(&resp)
                                 .unwrap_or(None)
                                 .unwrap_or(Value::Null),
-                            why: "cas-mismatch".into(),
+                            why: faultline_checkers::REFUSED_CAS.into(),
                         },
                         Err(a) => a,
                     }

@@ -151,7 +151,7 @@ pub fn classify(cmd: &Command, status: u16, body: &Value) -> Attempt {
         }),
         (412, _) if matches!(cmd, Command::Cas { .. }) => Attempt::Fail {
             current: body.get("value").cloned().unwrap_or(Value::Null),
-            why: "cas-mismatch".into(),
+            why: faultline_checkers::REFUSED_CAS.into(),
         },
         (503, "not_leader") => Attempt::Elsewhere {
             hint: body.get("leader").and_then(Value::as_str).map(String::from),
