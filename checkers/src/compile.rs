@@ -277,7 +277,9 @@ pub(crate) fn compile(ops: &[Op], opts: &LinOptions) -> Result<Compiled, CheckEr
             // or Porcupine's "the value was not `from`").
             let keep_failed = failed
                 && ((opts.failed_cas_observes && matches!(mop, Some(MOp::Cas { .. })))
-                    || (opts.refused_cas_observes && matches!(mop, Some(MOp::Read(_)))));
+                    || (opts.refused_cas_observes
+                        && f == "cas"
+                        && matches!(mop, Some(MOp::Read(_)))));
             let Some(mop) = mop.filter(|_| !failed || keep_failed) else {
                 continue;
             };

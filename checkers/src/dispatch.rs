@@ -269,6 +269,15 @@ mod tests {
         assert!(matches!(saw("null", REFUSED_CAS), Verdict::Invalid { .. }));
         // A failure that reports nothing is dropped.
         assert_eq!(saw("[5,9]", "timeout"), Verdict::Valid);
+        // A failed read is dropped too, whatever it holds.
+        let failed_read = [
+            r#"{"index":0,"time":0,"process":0,"type":"invoke","f":"write","value":1}"#,
+            r#"{"index":1,"time":1,"process":0,"type":"ok","f":"write","value":1}"#,
+            r#"{"index":2,"time":2,"process":1,"type":"invoke","f":"read","value":null}"#,
+            r#"{"index":3,"time":3,"process":1,"type":"fail","f":"read","value":null,"error":"timeout"}"#,
+        ];
+        let l: Vec<String> = failed_read.iter().map(|x| x.to_string()).collect();
+        assert_eq!(judge(&l), Verdict::Valid);
     }
 
     #[test]

@@ -174,46 +174,6 @@ pub fn draw(seed: u64, db: &Db, workload: &dyn Workload) -> Profile {
     }
 }
 
-/// What the seed drew for a run, in words (the run's first lines and its
-/// summary): each drawn setting and its value.
-pub fn describe(s: &crate::settings::Settings) -> String {
-    let mut parts = Vec::new();
-    for name in &s.drawn {
-        parts.push(match name.as_str() {
-            "nodes" => format!("{} nodes", s.nodes),
-            "rate" if s.rate > 0.0 => format!("{} ops/s", s.rate),
-            "rate" => "full speed".to_string(),
-            "bursts" if s.bursts => "bursts".to_string(),
-            "bursts" => continue,
-            "concurrency" => format!("{} workers", s.concurrency),
-            "op_timeout_ms" => format!("{} ms op timeout", s.op_timeout_ms),
-            "attempt_timeout_ms" if s.attempt_timeout_ms < s.op_timeout_ms => {
-                format!("resends after {} ms", s.attempt_timeout_ms)
-            }
-            "attempt_timeout_ms" => continue,
-            "pin_clients" if s.pin_clients => "pinned clients".to_string(),
-            "pin_clients" => continue,
-            "nemesis" => format!("nemesis {}", s.nemesis_arg),
-            "nemesis_interval_s" => format!("every {} s", s.nemesis_interval_s),
-            "read_mode" => format!("{} reads", s.read_mode.name()),
-            "shape" => format!("keys {} mix {:?}", s.shape.keys, s.shape.weights),
-            "knobs" => {
-                let args: Vec<String> = s.knobs.values().flatten().cloned().collect();
-                if args.is_empty() {
-                    continue;
-                }
-                format!("node {}", args.join(" "))
-            }
-            other => other.to_string(),
-        });
-    }
-    if parts.is_empty() {
-        "nothing (every setting given or fixed)".to_string()
-    } else {
-        parts.join(", ")
-    }
-}
-
 /// A profile's faults, as `--nemesis` would spell them (for the summary).
 pub fn nemesis_arg(plan: &Plan) -> String {
     plan.kinds

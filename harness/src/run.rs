@@ -90,7 +90,7 @@ async fn run_async(
     eprintln!(
         "faultline: seed {} drew: {}",
         settings.seed,
-        crate::explore::describe(&settings)
+        crate::settings::describe_drawn(&settings)
     );
     let interrupt = traffic::watch_signals();
     let recorder = Arc::new(Recorder::create(&dir.history(), t0.into_std())?);

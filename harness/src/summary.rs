@@ -51,7 +51,7 @@ impl Summary<'_> {
             s.nemesis.names(),
             s.seed
         );
-        println!("  drawn     {}", crate::explore::describe(s));
+        println!("  drawn     {}", crate::settings::describe_drawn(s));
         println!(
             "  ops       {} ok · {} fail · {} info · {} pending   ({:.1} ok/s)",
             r.ops.ok, r.ops.fail, r.ops.info, r.ops.pending, r.throughput_ok_per_s
