@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::NodeClock;
 use crate::nemesis::{CutMode, Fault, LinkScope};
 use crate::proxy::{LinkMode, Proxy, ProxyOptions, Rewrite};
 use crate::supervisor::{NodeSpec, ProcState, Supervisor};
@@ -42,6 +43,8 @@ pub struct ClusterConfig {
     pub seed: u64,
     /// No proxies at all: nodes dial each other's real ports (benchmarks).
     pub direct: bool,
+    /// Start nodes with libfaketime, so clock faults can change their clocks.
+    pub clocks: bool,
 }
 
 /// Where a cluster keeps its files.
@@ -82,6 +85,8 @@ pub struct Cluster {
     net: std::sync::Mutex<Net>,
     http: reqwest::Client,
     paths: ClusterPaths,
+    /// Each node's clock, when clock faults are on.
+    clocks: std::sync::Mutex<Vec<NodeClock>>,
 }
 
 /// The network faults in force: which directed links are cut (and how),
@@ -236,10 +241,23 @@ impl Cluster {
             });
             client_links.push(proxy);
         }
+        let faketime = if cfg.clocks {
+            Some(crate::clock::library()?)
+        } else {
+            None
+        };
+        let mut clocks = Vec::new();
         for (i, id) in ids.iter().enumerate() {
+            let mut launch = db.launch(&names, i)?;
+            if let Some(lib) = &faketime {
+                crate::clock::check_program(&launch.program, db.name())?;
+                let file = paths.nodes.join(format!("{id}.faketime"));
+                clocks.push(NodeClock::new(file.clone())?);
+                launch.env.extend(crate::clock::env(lib, &file));
+            }
             supervisor.add(NodeSpec {
                 id: id.clone(),
-                launch: db.launch(&names, i)?,
+                launch,
                 log_path: paths.nodes.join(format!("{id}.log")),
             });
         }
@@ -274,6 +292,7 @@ impl Cluster {
             }),
             http,
             paths: paths.clone(),
+            clocks: std::sync::Mutex::new(clocks),
         })
     }
 
@@ -501,12 +520,27 @@ impl Cluster {
                 self.set_quality(LinkScope::AllLinks, LinkMode::Pass);
                 Ok("links clear".into())
             }
+            Fault::Clock { nodes, action, .. } => {
+                let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
+                if clocks.is_empty() {
+                    bail!("the nodes were started without libfaketime");
+                }
+                for n in nodes {
+                    clocks[self.index_of(n)?].apply(*action)?;
+                }
+                Ok(format!("clocks of {}: {}", nodes.join(" "), action.name()))
+            }
+            Fault::ClockReset => {
+                self.reset_clocks()?;
+                Ok("clocks reset".into())
+            }
             Fault::Clear => {
                 self.with_net(|net| {
                     net.cut.clear();
                     net.peers = LinkMode::Pass;
                     net.clients = LinkMode::Pass;
                 });
+                self.reset_clocks()?;
                 let resumed = self.resume_paused()?;
                 let restarted = self.restart_killed()?;
                 Ok(format!(
@@ -516,6 +550,14 @@ impl Cluster {
                 ))
             }
         }
+    }
+
+    fn reset_clocks(&self) -> Result<()> {
+        let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
+        for c in clocks.iter_mut() {
+            c.reset()?;
+        }
+        Ok(())
     }
 
     fn restart_killed(&self) -> Result<Vec<String>> {

@@ -196,6 +196,7 @@ pub fn run(args: &DbBenchArgs) -> Result<()> {
             read_mode: ReadMode::Linearizable,
             seed: args.seed,
             direct: true,
+            clocks: false,
         };
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -202,6 +202,16 @@ pub fn nemesis_arg(plan: &Plan) -> String {
                     format!("{}B", plan.bandwidth.bytes_per_sec),
                     plan.bandwidth.links.name().to_string(),
                 ],
+                NemesisKind::Clock => {
+                    let mut v: Vec<String> =
+                        plan.clock.iter().map(|t| t.name().to_string()).collect();
+                    for a in &plan.clock_actions {
+                        if !v.iter().any(|x| x == a.name()) {
+                            v.push(a.name().to_string());
+                        }
+                    }
+                    v
+                }
             };
             format!("{}:{}", k.name(), params.join("+"))
         })

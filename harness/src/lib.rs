@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod bench;
 pub mod check;
 pub mod client;
+pub mod clock;
 pub mod cluster;
 pub mod convert;
 pub mod coverage;

@@ -212,6 +212,10 @@ async fn cluster_phase(
         read_mode: settings.read_mode,
         seed: settings.seed,
         direct: false,
+        clocks: settings
+            .nemesis
+            .kinds
+            .contains(&crate::nemesis::NemesisKind::Clock),
     };
     let paths = ClusterPaths::under(dir.path());
     let cluster =

@@ -12,7 +12,7 @@ use faultline_workloads::Workload;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::usage;
-use crate::nemesis::Plan;
+use crate::nemesis::{NemesisKind, Plan};
 use crate::sut::{Db, NodeNames, ReadMode};
 
 /// Raw `faultline run` arguments. Settings left out are drawn from the seed
@@ -361,12 +361,24 @@ impl RunArgs {
             None if pick("pin_clients", false) => profile.pin_clients,
             None => false,
         };
+        // Clock faults need libfaketime and a program that reads the clock
+        // through libc; exploration draws them only where both hold.
+        let clocks_possible = crate::clock::library().is_ok()
+            && db
+                .launch(&NodeNames::for_checks(&db.spec, nodes), 0)
+                .ok()
+                .is_some_and(|l| !crate::clock::is_go_program(&l.program).unwrap_or(true));
         let (nemesis_arg, nemesis) = match &self.nemesis {
             Some(n) => (n.clone(), Plan::parse(n).map_err(usage)?),
-            None if pick("nemesis", false) => (
-                crate::explore::nemesis_arg(&profile.nemesis),
-                profile.nemesis.clone(),
-            ),
+            None if pick("nemesis", false) => {
+                let mut plan = profile.nemesis.clone();
+                if !clocks_possible && plan.kinds.len() > 1 {
+                    plan.kinds.retain(|k| *k != NemesisKind::Clock);
+                } else if !clocks_possible {
+                    plan.kinds = vec![NemesisKind::Partition];
+                }
+                (crate::explore::nemesis_arg(&plan), plan)
+            }
             None => {
                 let n = "partition,kill,pause";
                 (n.to_string(), Plan::parse(n).map_err(usage)?)
@@ -399,7 +411,15 @@ impl RunArgs {
                     "--read-mode {m}: known: linearizable, lease, stale"
                 ))
             })?,
-            (None, false) if pick("read_mode", false) => profile.read_mode,
+            // A lease assumes clocks that run at its rate: with clock faults
+            // drawn, reads stay linearizable.
+            (None, false) if pick("read_mode", false) => {
+                if nemesis.kinds.contains(&NemesisKind::Clock) {
+                    ReadMode::Linearizable
+                } else {
+                    profile.read_mode
+                }
+            }
             (None, false) => ReadMode::Linearizable,
         };
         let modes = db.read_modes();
@@ -439,6 +459,15 @@ impl RunArgs {
         db.node_bugs = node_bugs_per_node.clone();
         let names = NodeNames::for_checks(&db.spec, nodes);
         db.check(&names).map_err(|e| usage(format!("{e:#}")))?;
+        if nemesis.kinds.contains(&NemesisKind::Clock) {
+            crate::clock::library().map_err(|e| usage(format!("--nemesis clock: {e:#}")))?;
+            let program = db
+                .launch(&names, 0)
+                .map_err(|e| usage(e.to_string()))?
+                .program;
+            crate::clock::check_program(&program, db.name())
+                .map_err(|e| usage(format!("--nemesis clock: {e:#}")))?;
+        }
         Ok((
             Settings {
                 workload: workload.name().to_string(),

@@ -43,6 +43,7 @@ async fn etcd_ops_round_trip_and_minority_writes_never_ok() {
         read_mode: ReadMode::Linearizable,
         seed: 1,
         direct: true,
+        clocks: false,
     };
     let db = Arc::new(Db::resolve("etcd").expect("built in"));
     let cluster = Cluster::start(db, &cfg, &ClusterPaths::under(dir.path()), cancel, &tracker)

@@ -41,6 +41,7 @@ async fn isolated_leader_is_replaced_and_its_writes_never_succeed() {
         read_mode: ReadMode::Linearizable,
         seed: 11,
         direct: false,
+        clocks: false,
     };
     let mut db = Db::resolve("faultline").expect("built in");
     // The test binary is not the controller: run nodes from the controller's binary.

@@ -116,6 +116,7 @@ async fn zookeeper_ops_round_trip_links_are_proxied_and_an_isolated_leader_never
         read_mode: ReadMode::Linearizable,
         seed: 5,
         direct: false,
+        clocks: false,
     };
     let db = Arc::new(Db::resolve("zookeeper").expect("built in"));
     let cluster = Cluster::start(

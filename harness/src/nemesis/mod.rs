@@ -29,6 +29,8 @@ pub enum NemesisKind {
     Loss,
     /// Limit links' throughput, then clear.
     Bandwidth,
+    /// Jump, strobe or change the rate of nodes' clocks (libfaketime), then reset.
+    Clock,
 }
 
 /// One row of the fault table: everything about a kind that the nemesis,
@@ -52,7 +54,7 @@ pub struct KindInfo {
 }
 
 /// The fault table, in the order `--help` and `faultline list` show it.
-pub const KINDS: [KindInfo; 6] = [
+pub const KINDS: [KindInfo; 7] = [
     KindInfo {
         kind: NemesisKind::Partition,
         name: "partition",
@@ -107,6 +109,15 @@ pub const KINDS: [KindInfo; 6] = [
         start: "bandwidth",
         end: "clear-links",
         colour: "#ff7f0e",
+    },
+    KindInfo {
+        kind: NemesisKind::Clock,
+        name: "clock",
+        description: "jump a node's clock (±5 s), strobe it, or run it at 2× or 0.5× (libfaketime; not for Go programs), then reset",
+        variants: "actions bump, strobe, fast, slow; targets one, minority, majority, leader, all; SECONDS for bump (e.g. 10s)",
+        start: "clock",
+        end: "clock-reset",
+        colour: "#7f7f7f",
     },
 ];
 
@@ -213,6 +224,41 @@ impl LinkScope {
     }
 }
 
+/// What a clock fault does to a node's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum ClockAction {
+    /// Jump by this many milliseconds (negative: back).
+    Bump {
+        /// The jump.
+        ms: i64,
+    },
+    /// Flip between real time and this offset every `period_ms`.
+    Strobe {
+        /// The offset.
+        ms: i64,
+        /// How long each state lasts.
+        period_ms: u64,
+    },
+    /// Run at this rate (2.0 fast, 0.5 slow) from now on.
+    Rate {
+        /// The rate.
+        rate: f64,
+    },
+}
+
+impl ClockAction {
+    /// Its name as a `--nemesis clock:` parameter.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockAction::Bump { .. } => "bump",
+            ClockAction::Strobe { .. } => "strobe",
+            ClockAction::Rate { rate } if rate >= 1.0 => "fast",
+            ClockAction::Rate { .. } => "slow",
+        }
+    }
+}
+
 /// One fault, with whom it hits already decided. The closed vocabulary of
 /// everything the harness can do to a cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -279,6 +325,17 @@ pub enum Fault {
     },
     /// Links back to pass (partitions stay).
     ClearLinks,
+    /// Change these nodes' clocks.
+    Clock {
+        /// How the nodes were chosen.
+        target: Target,
+        /// The nodes.
+        nodes: Vec<String>,
+        /// What happens to their clocks.
+        action: ClockAction,
+    },
+    /// Every node's clock back to real time.
+    ClockReset,
     /// Everything healthy: heal, restart, resume, clear links.
     Clear,
 }
@@ -297,6 +354,8 @@ impl Fault {
             Fault::LinkLoss { .. } => "loss",
             Fault::LinkBandwidth { .. } => "bandwidth",
             Fault::ClearLinks => "clear-links",
+            Fault::Clock { .. } => "clock",
+            Fault::ClockReset => "clock-reset",
             Fault::Clear => "clear",
         }
     }
@@ -327,6 +386,9 @@ impl Fault {
                 bytes_per_sec,
                 links,
             } => format!("bandwidth {} B/s {}", bytes_per_sec, links.name()),
+            Fault::Clock { nodes, action, .. } => {
+                format!("clock {} {}", action.name(), nodes.join(","))
+            }
             other => other.name().to_string(),
         }
     }
@@ -366,6 +428,30 @@ pub struct Plan {
     pub loss: Quality,
     /// Bandwidth parameters.
     pub bandwidth: Quality,
+    /// Whose clocks a clock fault changes.
+    #[serde(default = "all_targets")]
+    pub clock: Vec<Target>,
+    /// What clock faults do.
+    #[serde(default = "all_clock_actions")]
+    pub clock_actions: Vec<ClockAction>,
+}
+
+fn all_targets() -> Vec<Target> {
+    Target::ALL.to_vec()
+}
+
+/// Every clock action with its default parameters.
+fn all_clock_actions() -> Vec<ClockAction> {
+    vec![
+        ClockAction::Bump { ms: 5_000 },
+        ClockAction::Bump { ms: -5_000 },
+        ClockAction::Strobe {
+            ms: 2_000,
+            period_ms: 50,
+        },
+        ClockAction::Rate { rate: 2.0 },
+        ClockAction::Rate { rate: 0.5 },
+    ]
 }
 
 impl Default for Plan {
@@ -386,6 +472,8 @@ impl Default for Plan {
             delay: q,
             loss: q,
             bandwidth: q,
+            clock: all_targets(),
+            clock_actions: all_clock_actions(),
         }
     }
 }
@@ -458,6 +546,56 @@ impl Plan {
                 if !shapes.is_empty() {
                     shapes.sort_by_key(|x| PartitionShape::ALL.iter().position(|y| y == x));
                     self.shapes = shapes;
+                }
+            }
+            NemesisKind::Clock => {
+                let mut targets = Vec::new();
+                let mut actions = Vec::new();
+                let mut bump_ms = 5_000i64;
+                for t in &tokens {
+                    if let Some(x) = Target::ALL.iter().find(|x| x.name() == *t) {
+                        if !targets.contains(x) {
+                            targets.push(*x);
+                        }
+                    } else if let Some(ms) = parse_ms(t) {
+                        if !(1..=3_600_000).contains(&ms) {
+                            return Err(format!("`clock:{t}`: allowed 1ms to 3600s"));
+                        }
+                        bump_ms = ms as i64;
+                    } else if !["bump", "strobe", "fast", "slow"].contains(t) {
+                        return Err(bad(t));
+                    }
+                }
+                for t in &tokens {
+                    match *t {
+                        "bump" => {
+                            actions.push(ClockAction::Bump { ms: bump_ms });
+                            actions.push(ClockAction::Bump { ms: -bump_ms });
+                        }
+                        "strobe" => actions.push(ClockAction::Strobe {
+                            ms: bump_ms,
+                            period_ms: 50,
+                        }),
+                        "fast" => actions.push(ClockAction::Rate { rate: 2.0 }),
+                        "slow" => actions.push(ClockAction::Rate { rate: 0.5 }),
+                        _ => {}
+                    }
+                }
+                if !targets.is_empty() {
+                    targets.sort_by_key(|x| Target::ALL.iter().position(|y| y == x));
+                    self.clock = targets;
+                }
+                if !actions.is_empty() {
+                    self.clock_actions = actions;
+                } else if tokens.iter().any(|t| parse_ms(t).is_some()) {
+                    self.clock_actions = vec![
+                        ClockAction::Bump { ms: bump_ms },
+                        ClockAction::Bump { ms: -bump_ms },
+                        ClockAction::Strobe {
+                            ms: bump_ms,
+                            period_ms: 50,
+                        },
+                    ];
                 }
             }
             NemesisKind::Kill | NemesisKind::Pause => {

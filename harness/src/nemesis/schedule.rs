@@ -199,6 +199,16 @@ impl Scheduler {
                 bytes_per_sec: p.bandwidth.bytes_per_sec,
                 links: p.bandwidth.links,
             },
+            NemesisKind::Clock => {
+                let target = p.clock[self.rng.random_range(0..p.clock.len())];
+                let action = p.clock_actions[self.rng.random_range(0..p.clock_actions.len())];
+                let nodes = targets(target, view, &mut self.rng);
+                Fault::Clock {
+                    target,
+                    nodes,
+                    action,
+                }
+            }
         }
     }
 }
@@ -209,6 +219,7 @@ fn end_of(kind: NemesisKind) -> Fault {
         NemesisKind::Kill => Fault::Restart,
         NemesisKind::Pause => Fault::Resume,
         NemesisKind::Delay | NemesisKind::Loss | NemesisKind::Bandwidth => Fault::ClearLinks,
+        NemesisKind::Clock => Fault::ClockReset,
     }
 }
 

@@ -1,0 +1,254 @@
+//! Clocks that lie, per node: nodes start with libfaketime preloaded
+//! (`LD_PRELOAD`), reading their offset and rate from a file of their own
+//! that faultline rewrites while they run (`nodes/<id>.faketime`: `+0`,
+//! `+5`, `-5`, `+0 x0.5`). Programs that read the clock without libc (Go
+//! binaries such as etcd) would ignore it: they are refused, never
+//! pretended.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::nemesis::ClockAction;
+
+/// Where Debian and others put libfaketime (the thread-safe build first).
+const CANDIDATES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/faketime/libfaketimeMT.so.1",
+    "/usr/local/lib/faketime/libfaketimeMT.so.1",
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+];
+
+/// libfaketime's shared library, or an error saying how to get it.
+pub fn library() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FAULTLINE_LIBFAKETIME") {
+        return Ok(PathBuf::from(p));
+    }
+    CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .with_context(|| {
+            "the clock nemesis needs libfaketime (Debian: apt-get install -y libfaketime; \
+             or set FAULTLINE_LIBFAKETIME to its libfaketimeMT.so.1)"
+                .to_string()
+        })
+}
+
+/// Whether the executable at `program` is a Go program (an ELF file with a
+/// `.go.buildinfo` section): Go reads the clock with its own system calls,
+/// so libfaketime does not reach it. Anything that is not a 64-bit
+/// little-endian ELF file (a script, a JVM launcher's target) is not Go.
+pub fn is_go_program(program: &Path) -> Result<bool> {
+    let b = std::fs::read(program).with_context(|| format!("cannot read {}", program.display()))?;
+    Ok(elf_section_names(&b).iter().any(|n| n == ".go.buildinfo"))
+}
+
+/// The section names of a 64-bit little-endian ELF image (empty if it is not one).
+fn elf_section_names(b: &[u8]) -> Vec<String> {
+    let u16_at = |o: usize| {
+        b.get(o..o + 2)
+            .map(|x| u16::from_le_bytes([x[0], x[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        b.get(o..o + 4)
+            .map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8).map(|x| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(x);
+            u64::from_le_bytes(a) as usize
+        })
+    };
+    if b.get(0..6) != Some(b"\x7fELF\x02\x01") {
+        return Vec::new();
+    }
+    let (Some(shoff), Some(shentsize), Some(shnum), Some(shstrndx)) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e))
+    else {
+        return Vec::new();
+    };
+    // The section holding the names: its file offset is at +0x18.
+    let Some(strtab) = u64_at(shoff + shstrndx * shentsize + 0x18) else {
+        return Vec::new();
+    };
+    (0..shnum)
+        .filter_map(|i| {
+            let name = strtab + u32_at(shoff + i * shentsize)?;
+            let end = b.get(name..)?.iter().position(|c| *c == 0)?;
+            Some(String::from_utf8_lossy(&b[name..name + end]).into_owned())
+        })
+        .collect()
+}
+
+/// Refuses a program whose clock libfaketime cannot change.
+pub fn check_program(program: &Path, system: &str) -> Result<()> {
+    if is_go_program(program)? {
+        bail!(
+            "the clock nemesis changes clocks through libc (libfaketime), and {system}'s program \
+             {} is a Go program, which reads the clock without libc: its clock cannot be \
+             changed this way, so the clock nemesis refuses rather than pretend",
+            program.display()
+        );
+    }
+    Ok(())
+}
+
+/// The environment that makes a node read its clock from `file`.
+pub fn env(library: &Path, file: &Path) -> Vec<(String, String)> {
+    vec![
+        ("LD_PRELOAD".into(), library.display().to_string()),
+        ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
+        // Re-read the file at every clock read, so a change applies at once.
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ("DONT_FAKE_MONOTONIC".into(), "0".into()),
+    ]
+}
+
+/// libfaketime's text for an offset in milliseconds and a rate.
+fn spec(offset_ms: i64, rate: f64) -> String {
+    let sign = if offset_ms < 0 { '-' } else { '+' };
+    let secs = offset_ms.unsigned_abs() as f64 / 1000.0;
+    if (rate - 1.0).abs() < f64::EPSILON {
+        format!("{sign}{secs}\n")
+    } else {
+        format!("{sign}{secs} x{rate}\n")
+    }
+}
+
+/// One node's clock file, and a strobe that may be flipping it.
+#[derive(Debug)]
+pub struct NodeClock {
+    file: PathBuf,
+    strobe: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+impl NodeClock {
+    /// A clock at real time, read from `file`.
+    pub fn new(file: PathBuf) -> Result<NodeClock> {
+        let c = NodeClock { file, strobe: None };
+        c.write(0, 1.0)?;
+        Ok(c)
+    }
+
+    fn write(&self, offset_ms: i64, rate: f64) -> Result<()> {
+        write_atomic(&self.file, &spec(offset_ms, rate))
+    }
+
+    /// Applies `action`; a strobe runs on a thread until [`NodeClock::reset`].
+    pub fn apply(&mut self, action: ClockAction) -> Result<()> {
+        self.stop_strobe();
+        match action {
+            ClockAction::Bump { ms } => self.write(ms, 1.0),
+            ClockAction::Rate { rate } => self.write(0, rate),
+            ClockAction::Strobe { ms, period_ms } => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (file, flag) = (self.file.clone(), stop.clone());
+                let thread = std::thread::Builder::new()
+                    .name("faultline-clock-strobe".into())
+                    .spawn(move || {
+                        let mut on = false;
+                        while !flag.load(Ordering::Relaxed) {
+                            on = !on;
+                            let _ = write_atomic(&file, &spec(if on { ms } else { 0 }, 1.0));
+                            std::thread::sleep(Duration::from_millis(period_ms.max(1)));
+                        }
+                    })
+                    .context("cannot start a clock strobe")?;
+                self.strobe = Some((stop, thread));
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops a strobe and waits for its thread, so nothing writes after.
+    fn stop_strobe(&mut self) {
+        if let Some((flag, thread)) = self.strobe.take() {
+            flag.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+
+    /// Back to real time.
+    pub fn reset(&mut self) -> Result<()> {
+        self.stop_strobe();
+        self.write(0, 1.0)
+    }
+}
+
+impl Drop for NodeClock {
+    fn drop(&mut self) {
+        self.stop_strobe();
+    }
+}
+
+/// Replaces `path`'s contents in one rename, so a reader never sees half a spec.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("faketime.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot update {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_what_libfaketime_reads() {
+        assert_eq!(spec(0, 1.0), "+0\n");
+        assert_eq!(spec(5000, 1.0), "+5\n");
+        assert_eq!(spec(-2500, 1.0), "-2.5\n");
+        assert_eq!(spec(0, 0.5), "+0 x0.5\n");
+    }
+
+    #[test]
+    fn go_programs_are_recognised_by_their_section() {
+        // This test binary is ELF, with sections, and not Go.
+        let me = std::env::current_exe().unwrap();
+        let names = elf_section_names(&std::fs::read(&me).unwrap());
+        assert!(names.iter().any(|n| n == ".text"), "{names:?}");
+        assert!(!is_go_program(&me).unwrap());
+        assert!(elf_section_names(b"#!/bin/sh\n").is_empty());
+        // etcd is a Go program, where it is installed.
+        if let Some(etcd) = crate::sut::which("etcd") {
+            assert!(is_go_program(&etcd).unwrap());
+            let e = check_program(&etcd, "etcd").unwrap_err().to_string();
+            assert!(e.contains("Go program"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_node_clock_follows_its_actions() {
+        let dir = std::env::temp_dir().join(format!("faultline-clockf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("n1.faketime");
+        let mut c = NodeClock::new(f.clone()).unwrap();
+        let read = || std::fs::read_to_string(&f).unwrap();
+        assert_eq!(read(), "+0\n");
+        c.apply(ClockAction::Bump { ms: -5000 }).unwrap();
+        assert_eq!(read(), "-5\n");
+        c.apply(ClockAction::Rate { rate: 2.0 }).unwrap();
+        assert_eq!(read(), "+0 x2\n");
+        c.apply(ClockAction::Strobe {
+            ms: 1000,
+            period_ms: 1,
+        })
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while read() != "+1\n" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the strobe never flipped"
+            );
+            std::thread::yield_now();
+        }
+        c.reset().unwrap();
+        assert_eq!(read(), "+0\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
