@@ -854,6 +854,7 @@ async fn deliberate_bugs_are_off_by_default_and_switch_on_by_name() {
         "stale-local-read",
         "ack-before-fsync",
         "skip-dedup",
+        "skip-fsync",
     ] {
         assert!(list.contains(name), "--list-bugs lacks {name}: {list}");
     }
