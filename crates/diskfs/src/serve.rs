@@ -8,11 +8,14 @@
 //! unmounts and exits 0 on `{"op":"unmount"}`, at the end of its stdin
 //! (the controller is gone) and on SIGTERM, SIGINT or SIGHUP.
 
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::mpsc;
 
+use nix::sys::signal::{SigSet, Signal};
 use serde::{Deserialize, Serialize};
 
-use crate::{Control, Damage, DamageKind, Lost, Stats};
+use crate::{Control, Damage, DamageKind, DiskError, Lost, MountOptions, Stats, mount};
 
 /// The first line a server prints: the mount is live.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,6 +128,101 @@ pub fn apply(control: &Control, req: Request) -> Reply {
     done.unwrap_or_else(|e| Reply::Error {
         message: e.to_string(),
     })
+}
+
+/// Everything the server loop waits for.
+enum Event {
+    Line(String),
+    Eof,
+    Signal(Signal),
+}
+
+fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> DiskError {
+    move |source| DiskError::Io {
+        op,
+        path: PathBuf::from("-"),
+        source,
+    }
+}
+
+/// Runs a mount server on this process's stdin and stdout: mounts
+/// `mountpoint` over `backing`, prints [`Ready`], answers requests, and
+/// unmounts at the end (see the module docs). Call it before this process
+/// starts any other thread: it blocks the stop signals for the whole
+/// process so that one thread of its own receives them.
+pub fn run(
+    backing: &std::path::Path,
+    mountpoint: &std::path::Path,
+    opts: &MountOptions,
+) -> Result<(), DiskError> {
+    let mut stops = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        stops.add(s);
+    }
+    // Threads inherit the mask: block before the FUSE threads start.
+    stops
+        .thread_block()
+        .map_err(|e| io("blocking signals")(e.into()))?;
+    let m = mount(backing, mountpoint, opts)?;
+    let control = m.control();
+
+    let (tx, rx) = mpsc::channel();
+    let sig_tx = tx.clone();
+    std::thread::spawn(move || {
+        if let Ok(sig) = stops.wait() {
+            let _ = sig_tx.send(Event::Signal(sig));
+        }
+    });
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            match line {
+                Ok(l) => {
+                    if tx.send(Event::Line(l)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(Event::Eof);
+    });
+
+    let mut out = std::io::stdout().lock();
+    let mut say = |line: String| -> Result<(), DiskError> {
+        writeln!(out, "{line}").map_err(io("writing to stdout"))?;
+        out.flush().map_err(io("writing to stdout"))
+    };
+    let ready = Ready {
+        mountpoint: m.mountpoint().to_path_buf(),
+        pid: std::process::id(),
+    };
+    say(json(&ready))?;
+    while let Ok(ev) = rx.recv() {
+        let line = match ev {
+            Event::Eof => break,
+            Event::Signal(sig) => {
+                eprintln!("faultline-diskfs: {sig}: unmounting");
+                break;
+            }
+            Event::Line(l) if l.trim().is_empty() => continue,
+            Event::Line(l) => l,
+        };
+        match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Unmount) => {
+                m.unmount()?;
+                return say(json(&Reply::Ok));
+            }
+            Ok(r) => say(json(&apply(&control, r)))?,
+            Err(e) => say(json(&Reply::Error {
+                message: format!("bad request {line:?}: {e}"),
+            }))?,
+        }
+    }
+    m.unmount()
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!(r#"{{"result":"error","message":"{e}"}}"#))
 }
 
 #[cfg(test)]

@@ -464,3 +464,32 @@ fn the_server_answers_requests_and_unmounts_when_its_stdin_closes() {
     assert!(status.success(), "{status}");
     assert!(fuse_mounts(&mp).is_empty());
 }
+
+#[test]
+fn the_server_unmounts_on_sigterm() {
+    let Some(fx) = setup() else { return };
+    let mp = fx.dir.path().join("termed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline-diskfs"))
+        .arg("--backing")
+        .arg(fx.dir.path().join("termed.disk"))
+        .arg("--mount")
+        .arg(&mp)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let mp = mp.canonicalize().unwrap();
+    assert_eq!(fuse_mounts(&mp), vec![mp.clone()]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(fuse_mounts(&mp).is_empty());
+}

@@ -84,7 +84,10 @@ pub enum NodeBug {
     /// Writes its log and hard state in order and acknowledges after the
     /// write, as it should, but never calls fsync or fdatasync: the data
     /// sits in the page cache, so only a power cut (the `disk` nemesis's
-    /// lost unsynced writes), not a kill -9, loses it.
+    /// lost unsynced writes), not a kill -9, loses it. After a power cut
+    /// it takes an empty `hardstate` or `snapshot` (what write-then-rename
+    /// without fsync leaves) for a fresh start, so the loss shows as lost
+    /// acknowledged writes rather than a node that will not start.
     SkipFsync,
 }
 

@@ -276,8 +276,12 @@ impl Storage {
             // A temp file is a write that never got renamed: it never counted.
             let _ = fs::remove_file(dir.join(format!("{leftover}.tmp")));
         }
-        let hard_state = read_hard_state(dir)?;
-        let snapshot = read_snapshot(dir)?;
+        // Without fsync, write-then-rename can leave an empty file after a
+        // power cut; the skip-fsync node takes it for a fresh start (the
+        // correct node never sees one, and refuses a damaged file).
+        let empty_is_absent = !opts.fsync;
+        let hard_state = read_hard_state(dir, empty_is_absent)?;
+        let snapshot = read_snapshot(dir, empty_is_absent)?;
         let snapshot_index = snapshot.as_ref().map_or(0, |s| s.meta.index);
 
         let mut firsts = Vec::new();
@@ -708,9 +712,13 @@ impl SnapshotWriter {
     }
 }
 
-fn read_hard_state(dir: &Path) -> Result<HardState, StorageError> {
+fn read_hard_state(dir: &Path, empty_is_absent: bool) -> Result<HardState, StorageError> {
     let path = dir.join(HARD_STATE_FILE);
     let bytes = match fs::read(&path) {
+        Ok(b) if b.is_empty() && empty_is_absent => {
+            tracing::warn!(file = %path.display(), "empty hard state file: starting from term 0");
+            return Ok(HardState::default());
+        }
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HardState::default()),
         Err(e) => return Err(io_err("read", &path)(e)),
@@ -729,9 +737,13 @@ fn read_hard_state(dir: &Path) -> Result<HardState, StorageError> {
     postcard::from_bytes(&bytes[4..]).map_err(|e| corrupt(&format!("undecodable: {e}")))
 }
 
-fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
+fn read_snapshot(dir: &Path, empty_is_absent: bool) -> Result<Option<Snapshot>, StorageError> {
     let path = dir.join(SNAPSHOT_FILE);
     let bytes = match fs::read(&path) {
+        Ok(b) if b.is_empty() && empty_is_absent => {
+            tracing::warn!(file = %path.display(), "empty snapshot file: ignoring it");
+            return Ok(None);
+        }
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("read", &path)(e)),
@@ -1026,5 +1038,16 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         let err = Storage::open(dir.path(), StorageOptions::default()).unwrap_err();
         assert!(matches!(err, StorageError::CorruptFile { .. }), "{err}");
+        // An empty one too; only the skip-fsync storage, whose renames can
+        // leave empty files after a power cut, takes it for a fresh start.
+        fs::write(&path, b"").unwrap();
+        let err = Storage::open(dir.path(), StorageOptions::default()).unwrap_err();
+        assert!(matches!(err, StorageError::CorruptFile { .. }), "{err}");
+        let no_fsync = StorageOptions {
+            fsync: false,
+            ..StorageOptions::default()
+        };
+        let (_, p) = Storage::open(dir.path(), no_fsync).unwrap();
+        assert_eq!(p.hard_state, HardState::default());
     }
 }
