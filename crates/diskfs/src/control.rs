@@ -108,6 +108,15 @@ impl Control {
                 "torn fraction {f} is not between 0 and 1"
             )));
         }
+        // Pages a process dirtied through a shared mapping may still be in
+        // the kernel's page cache: push them here first, so that they are
+        // dropped too (they are as unsynced as any write).
+        let mounted = crate::fs_lock(&self.shared.mounted).clone();
+        if let Some(mp) = mounted
+            && let Ok(dir) = std::fs::File::open(&mp)
+        {
+            let _ = nix::unistd::syncfs(&dir);
+        }
         let mut lost = Lost::default();
         let mut latest: Option<(u64, usize)> = None;
         let mut taken = Vec::new();

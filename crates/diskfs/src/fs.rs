@@ -9,11 +9,14 @@
 //! fsync writes the cache to the backing file and fsyncs it. Metadata
 //! operations go straight to the backing directory (see the crate docs).
 //!
-//! The kernel is asked to cache nothing: every open file is direct I/O (no
-//! page cache on the mount, so a dropped write cannot linger there and a
-//! shared mmap fails with ENODEV), and entries and attributes have a zero
+//! The kernel is asked to cache as little as it can: every open file is
+//! direct I/O (reads and writes come here, so a dropped write cannot linger
+//! in a page cache on the mount), and entries and attributes have a zero
 //! time-to-live (sizes change behind the kernel's back when unsynced data is
-//! dropped).
+//! dropped). Shared mmap still works where the kernel allows it on direct
+//! I/O files (Linux 6.6+): mapped pages go through the kernel's page cache,
+//! reach us as writes when written back, and every open drops the cache
+//! (no FOPEN_KEEP_CACHE), so a restarted process never sees lost data.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -29,9 +32,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
-    WriteFlags,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+    TimeOrNow, WriteFlags,
 };
 use nix::libc;
 
@@ -149,6 +152,8 @@ pub(crate) struct Shared {
     /// Largest write request to ask the kernel for.
     max_write: u32,
     pub counters: Counters,
+    /// The mount point while mounted (for syncfs before dropping data).
+    pub mounted: Mutex<Option<PathBuf>>,
 }
 
 /// Recovers a poisoned lock: the tables stay consistent between statements,
@@ -204,6 +209,7 @@ impl Shared {
             fsync_backing,
             max_write,
             counters: Counters::default(),
+            mounted: Mutex::new(None),
         }
     }
 
@@ -444,6 +450,10 @@ impl Filesystem for DiskFs {
         if let Err(nearest) = config.set_max_write(want) {
             let _ = config.set_max_write(nearest);
         }
+        // Shared mmap on direct-I/O files (bbolt, and so etcd, maps its
+        // database); without it (kernels before 6.6) such an mmap fails
+        // with ENODEV, which is a clear failure too.
+        let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         Ok(())
     }
 

@@ -24,8 +24,13 @@
 //!   ext4 without its rename heuristics. Directory fsync works (it fsyncs
 //!   the backing directory).
 //! - Hard links are refused (EPERM); O_DIRECT opens fail with EINVAL;
-//!   shared writable mmap fails with ENODEV (every file is direct I/O, so
-//!   there is no page cache on the mount); fallocate fails with EOPNOTSUPP.
+//!   fallocate fails with EOPNOTSUPP (callers fall back to writing). Every
+//!   file is opened for direct I/O, so the mount has no page cache of its
+//!   own; shared mmap is allowed where the kernel supports it on such files
+//!   (Linux 6.6+, else it fails with ENODEV): mapped pages are cached by the
+//!   kernel, reach this cache when written back, msync is an fsync, and
+//!   [`Control::lose_unsynced`] first makes the kernel write back what a
+//!   killed process left dirty (syncfs), then drops it like any write.
 //! - While full, syncs of data already accepted still succeed.
 //!
 //! Damage helpers act on backing files only and are for a node that is

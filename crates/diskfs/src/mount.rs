@@ -110,6 +110,7 @@ pub fn mount(backing: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<M
             source,
         })?;
     let helper = find_helper(&mountpoint);
+    *crate::fs_lock(&shared.mounted) = Some(mountpoint.clone());
     Ok(Mount {
         session: Some(session),
         mountpoint,
@@ -140,6 +141,7 @@ impl Mount {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
+        *crate::fs_lock(&self.control.shared.mounted) = None;
         let fail = |reason: String| DiskError::Unmount {
             mountpoint: self.mountpoint.clone(),
             reason,

@@ -259,7 +259,7 @@ fn an_unlinked_file_keeps_its_data_until_closed_then_it_is_gone() {
 }
 
 #[test]
-fn o_direct_and_shared_mmap_fail_clearly() {
+fn o_direct_fails_clearly() {
     let Some(fx) = setup() else { return };
     let m = fx.mnt();
     fs::write(m.join("f"), b"data").unwrap();
@@ -269,25 +269,59 @@ fn o_direct_and_shared_mmap_fail_clearly() {
         .open(m.join("f"))
         .unwrap_err();
     assert_eq!(errno(&e), libc::EINVAL, "{e}");
+}
+
+/// Writes `bytes` at the start of a shared writable mapping of `f`, then
+/// msyncs it when `sync`; unmaps it either way.
+#[allow(unsafe_code)]
+fn write_through_mapping(f: &File, bytes: &[u8; 8], sync: bool) -> nix::Result<()> {
+    use nix::sys::mman::{MapFlags, MsFlags, ProtFlags, mmap, msync, munmap};
+    let len = std::num::NonZeroUsize::new(8).expect("non-zero");
+    // SAFETY: a fresh mapping of 8 bytes of a file that is 8 bytes long,
+    // written only within those bytes and unmapped before returning; no
+    // other mapping of it exists.
+    unsafe {
+        let p = mmap(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+            f,
+            0,
+        )?;
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.as_ptr().cast::<u8>(), 8);
+        let synced = if sync {
+            msync(p, 8, MsFlags::MS_SYNC)
+        } else {
+            Ok(())
+        };
+        munmap(p, 8)?;
+        synced
+    }
+}
+
+#[test]
+fn shared_mmap_writes_are_unsynced_until_msync() {
+    let Some(fx) = setup() else { return };
+    let m = fx.mnt();
     let f = OpenOptions::new()
         .read(true)
         .write(true)
-        .open(m.join("f"))
+        .create(true)
+        .truncate(true)
+        .open(m.join("mapped"))
         .unwrap();
-    // SAFETY: a fresh mapping of a file no one else maps; it is never
-    // dereferenced (the call is expected to fail, and is unmapped if not).
-    #[allow(unsafe_code)]
-    let e = unsafe {
-        nix::sys::mman::mmap(
-            None,
-            std::num::NonZeroUsize::new(4).unwrap(),
-            nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
-            nix::sys::mman::MapFlags::MAP_SHARED,
-            &f,
-            0,
-        )
-    };
-    assert_eq!(e.err(), Some(nix::errno::Errno::ENODEV));
+    f.set_len(8).unwrap();
+    write_through_mapping(&f, b"durable!", true).expect("shared mmap and msync");
+    assert_eq!(fs::read(fx.backing().join("mapped")).unwrap(), b"durable!");
+    write_through_mapping(&f, b"volatile", false).unwrap();
+    drop(f);
+    assert_eq!(fs::read(m.join("mapped")).unwrap(), b"volatile");
+    // The dirty page may still be in the kernel's page cache: lose_unsynced
+    // makes the kernel write it back first, then drops it.
+    let lost = fx.control().lose_unsynced(None).unwrap();
+    assert!(lost.bytes >= 8, "{lost:?}");
+    assert_eq!(fs::read(m.join("mapped")).unwrap(), b"durable!");
 }
 
 #[test]
