@@ -287,6 +287,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handles_can_be_shared_across_threads() {
+        // The controller keeps mounts in a cluster that its tasks share.
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Mount>();
+        shareable::<Control>();
+    }
+
+    #[test]
     fn mount_table_escapes_are_undone() {
         assert_eq!(unescape(r"/a\040b/c"), "/a b/c");
         assert_eq!(unescape(r"/plain"), "/plain");
