@@ -81,15 +81,24 @@ pub enum NodeBug {
     AckBeforeFsync,
     /// Ignores `X-Client-Id` / `X-Request-Seq`: retries apply again.
     SkipDedup,
+    /// Writes its log and hard state in order and acknowledges after the
+    /// write, as it should, but never calls fsync or fdatasync: the data
+    /// sits in the page cache, so only a power cut (the `disk` nemesis's
+    /// lost unsynced writes), not a kill -9, loses it. After a power cut
+    /// it takes an empty `hardstate` or `snapshot` (what write-then-rename
+    /// without fsync leaves) for a fresh start, so the loss shows as lost
+    /// acknowledged writes rather than a node that will not start.
+    SkipFsync,
 }
 
 impl NodeBug {
     /// Every node-level mistake, in a fixed order.
-    pub const ALL: [NodeBug; 4] = [
+    pub const ALL: [NodeBug; 5] = [
         NodeBug::AckBeforeCommit,
         NodeBug::StaleLocalRead,
         NodeBug::AckBeforeFsync,
         NodeBug::SkipDedup,
+        NodeBug::SkipFsync,
     ];
 
     /// The name used on command lines.
@@ -99,6 +108,7 @@ impl NodeBug {
             NodeBug::StaleLocalRead => "stale-local-read",
             NodeBug::AckBeforeFsync => "ack-before-fsync",
             NodeBug::SkipDedup => "skip-dedup",
+            NodeBug::SkipFsync => "skip-fsync",
         }
     }
 
@@ -111,6 +121,9 @@ impl NodeBug {
                 "acknowledges entries and votes up to a tick before writing them to disk"
             }
             NodeBug::SkipDedup => "ignores X-Client-Id/X-Request-Seq, so retries apply twice",
+            NodeBug::SkipFsync => {
+                "writes its log and hard state but never fsyncs them (only lost unsynced writes show it)"
+            }
         }
     }
 }
@@ -383,6 +396,9 @@ mod tests {
         assert_eq!(c.core_bugs, vec![Bug::ForgetVote]);
         assert!(c.has_bug(NodeBug::SkipDedup));
         let mut a = BASE.to_vec();
+        a.extend(["--bug", "skip-fsync"]);
+        assert!(parse(&a).unwrap().has_bug(NodeBug::SkipFsync));
+        let mut a = BASE.to_vec();
         a.extend(["--bug", "nope"]);
         assert!(matches!(parse(&a), Err(ConfigError::UnknownBug(_))));
         let mut a = BASE.to_vec();
@@ -391,6 +407,6 @@ mod tests {
         let mut a = BASE.to_vec();
         a.extend(["--peer-client", "n9=http://x"]);
         assert!(parse(&a).is_err());
-        assert_eq!(bug_list().len(), 9);
+        assert_eq!(bug_list().len(), 10);
     }
 }

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Args, NodeConfig, bug_list};
+use crate::config::{Args, NodeBug, NodeConfig, bug_list};
 use crate::driver::{Driver, Event};
 use crate::kv::Kv;
 use crate::storage::{Storage, StorageOptions};
@@ -89,7 +89,12 @@ where
 /// Recovers the node's state and runs it until a signal or a fatal error.
 pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
-    let (storage, persisted) = Storage::open(&cfg.data_dir, StorageOptions::default())
+    let storage_opts = StorageOptions {
+        // The skip-fsync bug: everything is written, nothing is synced.
+        fsync: !cfg.has_bug(NodeBug::SkipFsync),
+        ..StorageOptions::default()
+    };
+    let (storage, persisted) = Storage::open(&cfg.data_dir, storage_opts)
         .with_context(|| format!("recovering data directory {}", cfg.data_dir.display()))?;
     let (kv, snap_meta) = match &persisted.snapshot {
         Some(s) => (

@@ -20,6 +20,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use faultline_raft::{Entry, HardState, Persisted, Snapshot};
 
@@ -78,7 +80,9 @@ pub enum StorageError {
 pub struct StorageOptions {
     /// Start a new segment once the current one is at least this large.
     pub segment_bytes: u64,
-    /// When false, nothing is ever fsynced (the `ack-before-fsync` test bug).
+    /// When false, nothing is ever fsynced or fdatasynced, files nor
+    /// directories (the `skip-fsync` test bug); everything else, the order
+    /// of writes included, is unchanged.
     pub fsync: bool,
 }
 
@@ -88,6 +92,38 @@ impl Default for StorageOptions {
             segment_bytes: 64 << 20,
             fsync: true,
         }
+    }
+}
+
+/// Makes files durable, or (with the `skip-fsync` bug) skips it, counting
+/// the fsync and fdatasync calls it makes so tests can see which are skipped.
+#[derive(Clone, Debug)]
+struct Syncer {
+    enabled: bool,
+    /// Shared with the snapshot writer's thread.
+    calls: Arc<AtomicU64>,
+}
+
+impl Syncer {
+    fn file(&self, f: &File, data_only: bool, path: &Path) -> Result<(), StorageError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if data_only {
+            f.sync_data()
+        } else {
+            f.sync_all()
+        }
+        .map_err(io_err("fsync", path))
+    }
+
+    fn dir(&self, dir: &Path) -> Result<(), StorageError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        fsync_dir(dir)
     }
 }
 
@@ -116,6 +152,7 @@ impl Segment {
 pub struct Storage {
     dir: PathBuf,
     opts: StorageOptions,
+    syncer: Syncer,
     segments: Vec<Segment>,
     /// The open last segment.
     file: File,
@@ -153,20 +190,15 @@ fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
 
 /// Writes `bytes` to `dir/name` atomically: temp file, fsync, rename, fsync of
 /// the directory. A crash leaves either the old or the new file.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> Result<(), StorageError> {
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8], syncer: &Syncer) -> Result<(), StorageError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
     f.write_all(bytes).map_err(io_err("write", &tmp))?;
-    if fsync {
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
-    }
+    syncer.file(&f, false, &tmp)?;
     drop(f);
     fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
-    if fsync {
-        fsync_dir(dir)?;
-    }
-    Ok(())
+    syncer.dir(dir)
 }
 
 fn encode_record(out: &mut Vec<u8>, tag: u8, body: impl FnOnce(&mut Vec<u8>)) {
@@ -236,12 +268,20 @@ impl Storage {
     /// and offset.
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<(Storage, Persisted), StorageError> {
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        let syncer = Syncer {
+            enabled: opts.fsync,
+            calls: Arc::default(),
+        };
         for leftover in [HARD_STATE_FILE, SNAPSHOT_FILE] {
             // A temp file is a write that never got renamed: it never counted.
             let _ = fs::remove_file(dir.join(format!("{leftover}.tmp")));
         }
-        let hard_state = read_hard_state(dir)?;
-        let snapshot = read_snapshot(dir)?;
+        // Without fsync, write-then-rename can leave an empty file after a
+        // power cut; the skip-fsync node takes it for a fresh start (the
+        // correct node never sees one, and refuses a damaged file).
+        let empty_is_absent = !opts.fsync;
+        let hard_state = read_hard_state(dir, empty_is_absent)?;
+        let snapshot = read_snapshot(dir, empty_is_absent)?;
         let snapshot_index = snapshot.as_ref().map_or(0, |s| s.meta.index);
 
         let mut firsts = Vec::new();
@@ -309,7 +349,7 @@ impl Storage {
                                 .open(&path)
                                 .map_err(io_err("open", &path))?;
                             f.set_len(off as u64).map_err(io_err("truncate", &path))?;
-                            f.sync_all().map_err(io_err("fsync", &path))?;
+                            syncer.file(&f, false, &path)?;
                             break;
                         }
                         return Err(StorageError::Corrupt {
@@ -373,7 +413,7 @@ impl Storage {
             }
             let path = segment_path(dir, last_index + 1);
             File::create(&path).map_err(io_err("create", &path))?;
-            fsync_dir(dir)?;
+            syncer.dir(dir)?;
             segments.push(Segment {
                 first: last_index + 1,
                 path,
@@ -393,6 +433,7 @@ impl Storage {
         let mut storage = Storage {
             dir: dir.to_path_buf(),
             opts,
+            syncer,
             segments,
             file,
             last_index,
@@ -487,7 +528,7 @@ impl Storage {
             postcard::to_io(&hs, &mut bytes).expect("writing to a Vec cannot fail");
             let crc = crc32fast::hash(&bytes[4..]);
             bytes[0..4].copy_from_slice(&crc.to_le_bytes());
-            write_atomic(&self.dir, HARD_STATE_FILE, &bytes, self.opts.fsync)?;
+            write_atomic(&self.dir, HARD_STATE_FILE, &bytes, &self.syncer)?;
         } else {
             self.buf.clear();
             encode_record(&mut self.buf, TAG_COMMIT, |out| {
@@ -520,7 +561,7 @@ impl Storage {
     pub fn snapshot_writer(&self) -> SnapshotWriter {
         SnapshotWriter {
             dir: self.dir.clone(),
-            fsync: self.opts.fsync,
+            syncer: self.syncer.clone(),
         }
     }
 
@@ -544,7 +585,7 @@ impl Storage {
         // in between leaves a log recovery recognises as not continuing.
         let path = segment_path(&self.dir, snap.meta.index + 1);
         let file = File::create(&path).map_err(io_err("create", &path))?;
-        fsync_dir(&self.dir)?;
+        self.syncer.dir(&self.dir)?;
         for s in self.segments.drain(..) {
             if s.path != path {
                 fs::remove_file(&s.path).map_err(io_err("remove", &s.path))?;
@@ -568,18 +609,22 @@ impl Storage {
         if !self.dirty && !self.dirty_meta {
             return Ok(());
         }
-        if self.opts.fsync {
-            let path = &self.segments.last().expect("a segment").path;
-            if self.dirty_meta {
-                self.file.sync_all().map_err(io_err("fsync", path))?;
-                fsync_dir(&self.dir)?;
-            } else {
-                self.file.sync_data().map_err(io_err("fsync", path))?;
-            }
+        let path = &self.segments.last().expect("a segment").path;
+        if self.dirty_meta {
+            self.syncer.file(&self.file, false, path)?;
+            self.syncer.dir(&self.dir)?;
+        } else {
+            self.syncer.file(&self.file, true, path)?;
         }
         self.dirty = false;
         self.dirty_meta = false;
         Ok(())
+    }
+
+    /// How many fsync and fdatasync calls (of files and directories) this
+    /// storage and its snapshot writers have made.
+    pub fn sync_calls(&self) -> u64 {
+        self.syncer.calls.load(Ordering::Relaxed)
     }
 
     /// True when written data awaits [`Storage::sync`].
@@ -600,8 +645,8 @@ impl Storage {
             fs::remove_file(&s.path).map_err(io_err("remove", &s.path))?;
             removed = true;
         }
-        if removed && self.opts.fsync {
-            fsync_dir(&self.dir)?;
+        if removed {
+            self.syncer.dir(&self.dir)?;
         }
         Ok(())
     }
@@ -611,9 +656,7 @@ impl Storage {
         self.sync()?;
         let path = segment_path(&self.dir, self.last_index + 1);
         let file = File::create(&path).map_err(io_err("create", &path))?;
-        if self.opts.fsync {
-            fsync_dir(&self.dir)?;
-        }
+        self.syncer.dir(&self.dir)?;
         self.segments.push(Segment {
             first: self.last_index + 1,
             path,
@@ -658,7 +701,7 @@ impl Storage {
 #[derive(Clone, Debug)]
 pub struct SnapshotWriter {
     dir: PathBuf,
-    fsync: bool,
+    syncer: Syncer,
 }
 
 impl SnapshotWriter {
@@ -670,13 +713,17 @@ impl SnapshotWriter {
         let crc = crc32fast::hash(&bytes[HEADER..]);
         bytes[0..4].copy_from_slice(&len.to_le_bytes());
         bytes[4..8].copy_from_slice(&crc.to_le_bytes());
-        write_atomic(&self.dir, SNAPSHOT_FILE, &bytes, self.fsync)
+        write_atomic(&self.dir, SNAPSHOT_FILE, &bytes, &self.syncer)
     }
 }
 
-fn read_hard_state(dir: &Path) -> Result<HardState, StorageError> {
+fn read_hard_state(dir: &Path, empty_is_absent: bool) -> Result<HardState, StorageError> {
     let path = dir.join(HARD_STATE_FILE);
     let bytes = match fs::read(&path) {
+        Ok(b) if b.is_empty() && empty_is_absent => {
+            tracing::warn!(file = %path.display(), "empty hard state file: starting from term 0");
+            return Ok(HardState::default());
+        }
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HardState::default()),
         Err(e) => return Err(io_err("read", &path)(e)),
@@ -695,9 +742,13 @@ fn read_hard_state(dir: &Path) -> Result<HardState, StorageError> {
     postcard::from_bytes(&bytes[4..]).map_err(|e| corrupt(&format!("undecodable: {e}")))
 }
 
-fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
+fn read_snapshot(dir: &Path, empty_is_absent: bool) -> Result<Option<Snapshot>, StorageError> {
     let path = dir.join(SNAPSHOT_FILE);
     let bytes = match fs::read(&path) {
+        Ok(b) if b.is_empty() && empty_is_absent => {
+            tracing::warn!(file = %path.display(), "empty snapshot file: ignoring it");
+            return Ok(None);
+        }
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("read", &path)(e)),
@@ -855,6 +906,51 @@ mod tests {
         assert_eq!(p.entries, entries(21..=22, 3));
     }
 
+    /// The same history of appends, votes, conflicts, segment rolls and
+    /// snapshots; returns the fsync/fdatasync calls it took and what a
+    /// reopen recovers.
+    fn busy_history(dir: &Path, fsync: bool) -> (u64, Persisted) {
+        let opts = StorageOptions {
+            segment_bytes: 64,
+            fsync,
+        };
+        let calls = {
+            let (mut s, _) = Storage::open(dir, opts.clone()).unwrap();
+            for i in 1..=10 {
+                s.append(&[entry(i, 1)]).unwrap();
+                s.set_hard_state(HardState {
+                    term: 1 + i / 4,
+                    vote: Some(1),
+                    commit: i - 1,
+                })
+                .unwrap();
+                s.sync().unwrap();
+            }
+            s.append(&entries(8..=9, 3)).unwrap();
+            s.sync().unwrap();
+            s.save_snapshot(&Snapshot {
+                meta: SnapshotMeta { index: 5, term: 1 },
+                data: b"five".to_vec(),
+            })
+            .unwrap();
+            s.sync_calls()
+        };
+        (calls, Storage::open(dir, opts).unwrap().1)
+    }
+
+    #[test]
+    fn without_fsync_everything_is_written_and_nothing_is_synced() {
+        let synced = tempfile::tempdir().unwrap();
+        let unsynced = tempfile::tempdir().unwrap();
+        let (calls, want) = busy_history(synced.path(), true);
+        assert!(calls > 10, "one sync per batch at least: {calls}");
+        let (calls, got) = busy_history(unsynced.path(), false);
+        assert_eq!(calls, 0, "the skip-fsync storage must never sync");
+        // Same bytes in the same order, only never made durable.
+        assert_eq!(got, want);
+        assert_eq!(got.entries.last().map(|e| (e.index, e.term)), Some((9, 3)));
+    }
+
     fn write_five(dir: &Path) -> Vec<u64> {
         let (mut s, _) = open(dir);
         s.append(&entries(1..=5, 1)).unwrap();
@@ -947,5 +1043,16 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         let err = Storage::open(dir.path(), StorageOptions::default()).unwrap_err();
         assert!(matches!(err, StorageError::CorruptFile { .. }), "{err}");
+        // An empty one too; only the skip-fsync storage, whose renames can
+        // leave empty files after a power cut, takes it for a fresh start.
+        fs::write(&path, b"").unwrap();
+        let err = Storage::open(dir.path(), StorageOptions::default()).unwrap_err();
+        assert!(matches!(err, StorageError::CorruptFile { .. }), "{err}");
+        let no_fsync = StorageOptions {
+            fsync: false,
+            ..StorageOptions::default()
+        };
+        let (_, p) = Storage::open(dir.path(), no_fsync).unwrap();
+        assert_eq!(p.hard_state, HardState::default());
     }
 }

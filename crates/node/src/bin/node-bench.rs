@@ -1,10 +1,14 @@
 //! `node-bench`: starts a three-node `faultline-node` cluster on loopback,
 //! drives it with closed-loop clients doing puts for a fixed time at several
 //! concurrency levels, and prints throughput and latency percentiles. Used by
-//! `ci/bench-node.sh`; a benchmark, not a test.
+//! `ci/bench-node.sh`; a benchmark, not a test. With `--diskfs-bin`, each
+//! node's data directory is a faultline-diskfs FUSE mount (the disk
+//! nemesis's layer), served by one `faultline-diskfs` process per node, so
+//! the two can be compared.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -34,12 +38,67 @@ struct Args {
     /// Extra arguments for every node (e.g. `--bug ack-before-fsync`).
     #[arg(long, allow_hyphen_values = true)]
     node_arg: Vec<String>,
+    /// Put each node's data directory on a FUSE mount served by this
+    /// `faultline-diskfs` binary (backing directory `<node>.disk` beside it).
+    #[arg(long)]
+    diskfs_bin: Option<PathBuf>,
+    /// Extra arguments for every `faultline-diskfs` (e.g. `--threads=4`).
+    #[arg(long, allow_hyphen_values = true)]
+    diskfs_arg: Vec<String>,
 }
 
-/// Kills the cluster when dropped, whatever happened.
+/// One `faultline-diskfs` mount server and its control pipes.
+struct DiskServer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: std::io::BufReader<ChildStdout>,
+}
+
+impl DiskServer {
+    /// Mounts `mount` over `backing` and waits until the mount is live.
+    fn start(bin: &Path, extra: &[String], backing: &Path, mount: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .arg("--backing")
+            .arg(backing)
+            .arg("--mount")
+            .arg(mount)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting faultline-diskfs")?;
+        let stdin = child.stdin.take();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().context("stdout")?);
+        let mut ready = String::new();
+        stdout.read_line(&mut ready)?;
+        if ready.is_empty() {
+            bail!(
+                "faultline-diskfs exited before mounting {}",
+                mount.display()
+            );
+        }
+        Ok(DiskServer {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// The server's traffic counters, as its JSON reply line.
+    fn stats(&mut self) -> anyhow::Result<String> {
+        let stdin = self.stdin.as_mut().context("closed")?;
+        writeln!(stdin, r#"{{"op":"stats"}}"#)?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        Ok(line.trim().to_string())
+    }
+}
+
+/// Kills the cluster when dropped, whatever happened, then unmounts.
 struct Cluster {
     children: Vec<Child>,
-    _dir: tempfile::TempDir,
+    disks: Vec<DiskServer>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Cluster {
@@ -47,6 +106,11 @@ impl Drop for Cluster {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // The end of its stdin tells a mount server to unmount and exit.
+        for d in &mut self.disks {
+            d.stdin = None;
+            let _ = d.child.wait();
         }
     }
 }
@@ -60,14 +124,27 @@ fn start(args: &Args) -> anyhow::Result<(Cluster, Vec<String>)> {
     let dir = tempfile::tempdir()?;
     let ports = free_ports(6)?;
     let names = ["n1", "n2", "n3"];
-    let mut children = Vec::new();
+    let mut cluster = Cluster {
+        children: Vec::new(),
+        disks: Vec::new(),
+        dir,
+    };
+    let dir = cluster.dir.path().to_path_buf();
     let mut addrs = Vec::new();
     for i in 0..3 {
+        if let Some(bin) = &args.diskfs_bin {
+            cluster.disks.push(DiskServer::start(
+                bin,
+                &args.diskfs_arg,
+                &dir.join(format!("{}.disk", names[i])),
+                &dir.join(names[i]),
+            )?);
+        }
         let mut cmd = Command::new(&args.node_bin);
         cmd.arg("--id")
             .arg(names[i])
             .arg("--data-dir")
-            .arg(dir.path().join(names[i]))
+            .arg(dir.join(names[i]))
             .arg("--client-addr")
             .arg(format!("127.0.0.1:{}", ports[2 * i]))
             .arg("--peer-addr")
@@ -78,18 +155,14 @@ fn start(args: &Args) -> anyhow::Result<(Cluster, Vec<String>)> {
         }
         cmd.args(&args.node_arg);
         cmd.stdout(Stdio::null()).stderr(std::fs::File::create(
-            dir.path().join(format!("{}.log", names[i])),
+            dir.join(format!("{}.log", names[i])),
         )?);
-        children.push(cmd.spawn().context("starting faultline-node")?);
+        cluster
+            .children
+            .push(cmd.spawn().context("starting faultline-node")?);
         addrs.push(format!("127.0.0.1:{}", ports[2 * i]));
     }
-    Ok((
-        Cluster {
-            children,
-            _dir: dir,
-        },
-        addrs,
-    ))
+    Ok((cluster, addrs))
 }
 
 /// A minimal keep-alive HTTP/1.1 client: the load generator must cost the
@@ -235,11 +308,17 @@ async fn run_level(leader: &str, clients: usize, args: &Args) -> anyhow::Result<
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (_cluster, addrs) = start(&args)?;
+    let (mut cluster, addrs) = start(&args)?;
     let leader = find_leader(&addrs).await?;
     println!(
-        "leader at {leader}; {} s per level, {}-byte values",
-        args.seconds, args.value_bytes
+        "leader at {leader}; {} s per level, {}-byte values; data dirs on {}",
+        args.seconds,
+        args.value_bytes,
+        if args.diskfs_bin.is_some() {
+            "faultline-diskfs FUSE mounts"
+        } else {
+            "plain directories"
+        }
     );
     println!(
         "{:>8} {:>10} {:>12} {:>10} {:>10} {:>10} {:>8}",
@@ -257,6 +336,9 @@ async fn main() -> anyhow::Result<()> {
             l.hist.max() as f64 / 1000.0,
             l.errors
         );
+    }
+    for (i, d) in cluster.disks.iter_mut().enumerate() {
+        println!("diskfs n{}: {}", i + 1, d.stats()?);
     }
     Ok(())
 }
