@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::NodeClock;
-use crate::nemesis::{CutMode, Fault, LinkScope};
+use crate::nemesis::{CutMode, DiskAction, Fault, LinkScope};
 use crate::proxy::{LinkMode, Proxy, ProxyOptions, Rewrite};
 use crate::supervisor::{NodeSpec, ProcState, Supervisor};
 use crate::sut::protocol::{self, ProtocolEnv};
@@ -45,6 +45,9 @@ pub struct ClusterConfig {
     pub direct: bool,
     /// Start nodes with libfaketime, so clock faults can change their clocks.
     pub clocks: bool,
+    /// Put each node's data directory on faultline's FUSE filesystem, so
+    /// disk faults can drop unsynced writes, damage files and fill it.
+    pub disks: bool,
 }
 
 /// Where a cluster keeps its files.
@@ -87,6 +90,18 @@ pub struct Cluster {
     paths: ClusterPaths,
     /// Each node's clock, when clock faults are on.
     clocks: std::sync::Mutex<Vec<NodeClock>>,
+    /// Each node's disk (mounted on its data directory), when disk faults are on.
+    disks: Vec<faultline_diskfs::Mount>,
+    /// Detaches the disks if the controller dies without unmounting them.
+    _unmount_watch: Option<crate::supervisor::UnmountWatch>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Nodes hold files open on the mounts: they die first, so each
+        // mount can go at once.
+        self.supervisor.kill_all();
+    }
 }
 
 /// The network faults in force: which directed links are cut (and how),
@@ -241,6 +256,25 @@ impl Cluster {
             });
             client_links.push(proxy);
         }
+        let mut disks = Vec::new();
+        let mut unmount_watch = None;
+        if cfg.disks {
+            faultline_diskfs::fuse_available().map_err(anyhow::Error::msg)?;
+            let mountpoints: Vec<PathBuf> = ids.iter().map(|id| paths.nodes.join(id)).collect();
+            unmount_watch = Some(crate::supervisor::UnmountWatch::start(&mountpoints)?);
+            for id in &ids {
+                let backing = paths.nodes.join(format!("{id}.disk"));
+                let mountpoint = paths.nodes.join(id);
+                for d in [&backing, &mountpoint] {
+                    std::fs::create_dir_all(d)
+                        .with_context(|| format!("cannot create {}", d.display()))?;
+                }
+                disks.push(
+                    faultline_diskfs::mount(&backing, &mountpoint, &Default::default())
+                        .with_context(|| format!("cannot mount node {id}'s disk"))?,
+                );
+            }
+        }
         let faketime = if cfg.clocks {
             Some(crate::clock::library()?)
         } else {
@@ -293,6 +327,8 @@ impl Cluster {
             http,
             paths: paths.clone(),
             clocks: std::sync::Mutex::new(clocks),
+            disks,
+            _unmount_watch: unmount_watch,
         })
     }
 
@@ -534,7 +570,70 @@ impl Cluster {
                 self.reset_clocks()?;
                 Ok("clocks reset".into())
             }
+            Fault::Disk { nodes, action, .. } => {
+                if self.disks.is_empty() {
+                    bail!("the nodes' data directories are not on faultline's filesystem");
+                }
+                let mut done = Vec::new();
+                for n in nodes {
+                    let disk = self.disks[self.index_of(n)?].control();
+                    match action {
+                        DiskAction::PowerCut { torn } => {
+                            self.supervisor.kill(n)?;
+                            let lost = disk.lose_unsynced(*torn)?;
+                            done.push(format!(
+                                "{n}: power cut, {} unsynced bytes in {} files lost{}",
+                                lost.bytes,
+                                lost.files.len(),
+                                lost.torn
+                                    .map(|t| format!(", {} of a {}-byte write kept", t.kept, t.len))
+                                    .unwrap_or_default()
+                            ));
+                        }
+                        DiskAction::Corrupt { flip, seed } => {
+                            self.supervisor.kill(n)?;
+                            disk.lose_unsynced(None)?;
+                            let kind = if *flip {
+                                faultline_diskfs::DamageKind::FlipBits
+                            } else {
+                                faultline_diskfs::DamageKind::Truncate
+                            };
+                            let suffix = self.db.spec.disk.damage_suffix.as_deref();
+                            let d = disk.damage(*seed, kind, suffix)?;
+                            done.push(format!(
+                                "{n}: {} {} at offset {} ({} of {} bytes)",
+                                if *flip {
+                                    "flipped bits in"
+                                } else {
+                                    "truncated"
+                                },
+                                d.path.display(),
+                                d.offset,
+                                d.count,
+                                d.len_before
+                            ));
+                        }
+                        DiskAction::Full => {
+                            disk.set_full(true);
+                            done.push(format!("{n}: disk full"));
+                        }
+                    }
+                }
+                Ok(done.join("; "))
+            }
+            Fault::DiskHeal => {
+                for d in &self.disks {
+                    d.control().set_full(false);
+                }
+                Ok(format!(
+                    "disks healed, restarted {}",
+                    self.restart_killed()?.join(" ")
+                ))
+            }
             Fault::Clear => {
+                for d in &self.disks {
+                    d.control().set_full(false);
+                }
                 self.with_net(|net| {
                     net.cut.clear();
                     net.peers = LinkMode::Pass;

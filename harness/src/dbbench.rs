@@ -197,6 +197,7 @@ pub fn run(args: &DbBenchArgs) -> Result<()> {
             seed: args.seed,
             direct: true,
             clocks: false,
+            disks: false,
         };
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();

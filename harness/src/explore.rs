@@ -202,6 +202,12 @@ pub fn nemesis_arg(plan: &Plan) -> String {
                     format!("{}B", plan.bandwidth.bytes_per_sec),
                     plan.bandwidth.links.name().to_string(),
                 ],
+                NemesisKind::Disk => {
+                    let mut v: Vec<String> =
+                        plan.disk.iter().map(|t| t.name().to_string()).collect();
+                    v.extend(plan.disk_actions.iter().map(|a| a.name().to_string()));
+                    v
+                }
                 NemesisKind::Clock => {
                     let mut v: Vec<String> =
                         plan.clock.iter().map(|t| t.name().to_string()).collect();

@@ -60,9 +60,17 @@ fn main() -> ExitCode {
     // Hidden node mode: `faultline node ARGS` runs a faultline-node in this
     // process, so `faultline run` needs no separately built node program.
     let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == "node") {
-        let rest = std::iter::once(std::ffi::OsString::from("faultline-node")).chain(args);
-        return faultline_node::main_with_args(rest);
+    match args.nth(1) {
+        Some(a) if a == "node" => {
+            let rest = std::iter::once(std::ffi::OsString::from("faultline-node")).chain(args);
+            return faultline_node::main_with_args(rest);
+        }
+        // Hidden: the disk nemesis's watchdog (see `supervisor::UnmountWatch`).
+        Some(a) if a == "unmount-watch" => {
+            let mounts: Vec<std::path::PathBuf> = args.map(Into::into).collect();
+            return ExitCode::from(faultline::supervisor::unmount_watch(&mounts));
+        }
+        _ => {}
     }
     // `check` promises exit 3 for bad flags (its issue predates the table's
     // usage code); everything else exits 4.

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::cluster::{Cluster, ClusterConfig, ClusterPaths};
 use crate::exit::Exit;
 use crate::faults::FaultLog;
+use crate::nemesis::NemesisKind;
 use crate::recorder::Recorder;
 use crate::settings::{RunArgs, Settings};
 use crate::store::{Config, Results, RunDir, SCHEMA, SystemInfo, Versions};
@@ -212,10 +213,8 @@ async fn cluster_phase(
         read_mode: settings.read_mode,
         seed: settings.seed,
         direct: false,
-        clocks: settings
-            .nemesis
-            .kinds
-            .contains(&crate::nemesis::NemesisKind::Clock),
+        clocks: settings.nemesis.kinds.contains(&NemesisKind::Clock),
+        disks: settings.nemesis.kinds.contains(&NemesisKind::Disk),
     };
     let paths = ClusterPaths::under(dir.path());
     let cluster =

@@ -372,9 +372,13 @@ impl RunArgs {
             Some(n) => (n.clone(), Plan::parse(n).map_err(usage)?),
             None if pick("nemesis", false) => {
                 let mut plan = profile.nemesis.clone();
-                if !clocks_possible && plan.kinds.len() > 1 {
-                    plan.kinds.retain(|k| *k != NemesisKind::Clock);
-                } else if !clocks_possible {
+                let disks_possible = faultline_diskfs::fuse_available().is_ok();
+                plan.kinds.retain(|k| match k {
+                    NemesisKind::Clock => clocks_possible,
+                    NemesisKind::Disk => disks_possible,
+                    _ => true,
+                });
+                if plan.kinds.is_empty() {
                     plan.kinds = vec![NemesisKind::Partition];
                 }
                 (crate::explore::nemesis_arg(&plan), plan)
@@ -414,6 +418,10 @@ impl RunArgs {
             // A lease assumes clocks that run at its rate: with clock faults
             // drawn, reads stay linearizable.
             (None, false) if pick("read_mode", false) => {
+                if nemesis.kinds.contains(&NemesisKind::Disk) {
+                    faultline_diskfs::fuse_available()
+                        .map_err(|e| usage(format!("--nemesis disk needs FUSE: {e}")))?;
+                }
                 if nemesis.kinds.contains(&NemesisKind::Clock) {
                     ReadMode::Linearizable
                 } else {
@@ -459,6 +467,10 @@ impl RunArgs {
         db.node_bugs = node_bugs_per_node.clone();
         let names = NodeNames::for_checks(&db.spec, nodes);
         db.check(&names).map_err(|e| usage(format!("{e:#}")))?;
+        if nemesis.kinds.contains(&NemesisKind::Disk) {
+            faultline_diskfs::fuse_available()
+                .map_err(|e| usage(format!("--nemesis disk needs FUSE: {e}")))?;
+        }
         if nemesis.kinds.contains(&NemesisKind::Clock) {
             crate::clock::library().map_err(|e| usage(format!("--nemesis clock: {e:#}")))?;
             let program = db

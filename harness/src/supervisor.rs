@@ -180,6 +180,67 @@ impl Spawner {
     }
 }
 
+/// A helper process that detaches mounts once the controller is gone: it
+/// waits for its stdin to close — which happens when this handle drops, or
+/// when the controller dies, even by SIGKILL — then lazily unmounts every
+/// path it was given that is still mounted. Unlike the nodes it has no
+/// parent-death signal: it must outlive a killed controller to clean up.
+/// It runs in its own process group, so a terminal's Ctrl-C does not reach it.
+pub struct UnmountWatch {
+    child: Option<Child>,
+}
+
+impl UnmountWatch {
+    /// Starts `faultline unmount-watch MOUNT...` (this executable's hidden mode).
+    pub fn start(mounts: &[PathBuf]) -> Result<UnmountWatch> {
+        let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
+        let child = Command::new(exe)
+            .arg("unmount-watch")
+            .args(mounts)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("cannot start the unmount watchdog")?;
+        Ok(UnmountWatch { child: Some(child) })
+    }
+}
+
+impl Drop for UnmountWatch {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Closing its stdin tells it we are done; it unmounts what is
+            // left (usually nothing) and exits.
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The watchdog's side ([`UnmountWatch`]): waits for stdin to close, then
+/// lazily unmounts each path still mounted. Returns the process exit code.
+pub fn unmount_watch(mounts: &[PathBuf]) -> u8 {
+    use std::io::Read as _;
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    // The nodes die with the controller (parent-death signal) a moment
+    // later; a lazy unmount does not wait for their files to close.
+    for m in mounts {
+        let mounted = std::fs::read_to_string("/proc/self/mounts")
+            .map(|t| t.lines().any(|l| l.split(' ').nth(1) == m.to_str()))
+            .unwrap_or(false);
+        if mounted {
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z", "--"])
+                .arg(m)
+                .stdin(Stdio::null())
+                .status();
+        }
+    }
+    0
+}
+
 /// Process groups alive right now, for the panic hook.
 static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 

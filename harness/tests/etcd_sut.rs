@@ -44,6 +44,7 @@ async fn etcd_ops_round_trip_and_minority_writes_never_ok() {
         seed: 1,
         direct: true,
         clocks: false,
+        disks: false,
     };
     let db = Arc::new(Db::resolve("etcd").expect("built in"));
     let cluster = Cluster::start(db, &cfg, &ClusterPaths::under(dir.path()), cancel, &tracker)

@@ -42,6 +42,7 @@ async fn isolated_leader_is_replaced_and_its_writes_never_succeed() {
         seed: 11,
         direct: false,
         clocks: false,
+        disks: false,
     };
     let mut db = Db::resolve("faultline").expect("built in");
     // The test binary is not the controller: run nodes from the controller's binary.

@@ -117,6 +117,7 @@ async fn zookeeper_ops_round_trip_links_are_proxied_and_an_isolated_leader_never
         seed: 5,
         direct: false,
         clocks: false,
+        disks: false,
     };
     let db = Arc::new(Db::resolve("zookeeper").expect("built in"));
     let cluster = Cluster::start(

@@ -31,6 +31,9 @@ pub enum NemesisKind {
     Bandwidth,
     /// Jump, strobe or change the rate of nodes' clocks (libfaketime), then reset.
     Clock,
+    /// Lose unsynced writes (a power cut), damage files, or fill the disk
+    /// (data directories on faultline's FUSE filesystem), then heal.
+    Disk,
 }
 
 /// One row of the fault table: everything about a kind that the nemesis,
@@ -54,7 +57,7 @@ pub struct KindInfo {
 }
 
 /// The fault table, in the order `--help` and `faultline list` show it.
-pub const KINDS: [KindInfo; 7] = [
+pub const KINDS: [KindInfo; 8] = [
     KindInfo {
         kind: NemesisKind::Partition,
         name: "partition",
@@ -118,6 +121,15 @@ pub const KINDS: [KindInfo; 7] = [
         start: "clock",
         end: "clock-reset",
         colour: "#7f7f7f",
+    },
+    KindInfo {
+        kind: NemesisKind::Disk,
+        name: "disk",
+        description: "power cut (kill and lose unsynced writes, maybe a torn last write), damage a killed node's files, or a full disk; then heal and restart",
+        variants: "actions power-cut, torn, corrupt, full; targets one, minority, majority, leader, all (default majority, all)",
+        start: "disk",
+        end: "disk-heal",
+        colour: "#393b79",
     },
 ];
 
@@ -259,6 +271,73 @@ impl ClockAction {
     }
 }
 
+/// What a disk fault does.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum DiskAction {
+    /// Kill the nodes and drop their unsynced writes; with `torn`, that
+    /// fraction of the last unsynced write survives.
+    PowerCut {
+        /// The surviving fraction of the last write, for a torn write.
+        torn: Option<f64>,
+    },
+    /// Kill the node, drop its unsynced writes, and damage one of its files.
+    Corrupt {
+        /// Flip bits in the middle (true) or cut the tail (false).
+        flip: bool,
+        /// Which file and where, drawn from this seed.
+        seed: u64,
+    },
+    /// Writes fail with ENOSPC until healed.
+    Full,
+}
+
+impl DiskAction {
+    /// Its name as a `--nemesis disk:` parameter.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskAction::PowerCut { torn: None } => "power-cut",
+            DiskAction::PowerCut { torn: Some(_) } => "torn",
+            DiskAction::Corrupt { .. } => "corrupt",
+            DiskAction::Full => "full",
+        }
+    }
+}
+
+/// The disk actions a plan draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskChoice {
+    /// A power cut.
+    PowerCut,
+    /// A power cut that tears the last write.
+    Torn,
+    /// A damaged file on one killed node.
+    Corrupt,
+    /// A full disk.
+    Full,
+}
+
+impl DiskChoice {
+    /// Every choice.
+    pub const ALL: [DiskChoice; 4] = [
+        DiskChoice::PowerCut,
+        DiskChoice::Torn,
+        DiskChoice::Corrupt,
+        DiskChoice::Full,
+    ];
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskChoice::PowerCut => "power-cut",
+            DiskChoice::Torn => "torn",
+            DiskChoice::Corrupt => "corrupt",
+            DiskChoice::Full => "full",
+        }
+    }
+}
+
 /// One fault, with whom it hits already decided. The closed vocabulary of
 /// everything the harness can do to a cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -336,6 +415,17 @@ pub enum Fault {
     },
     /// Every node's clock back to real time.
     ClockReset,
+    /// Do this to these nodes' disks.
+    Disk {
+        /// How the nodes were chosen.
+        target: Target,
+        /// The nodes.
+        nodes: Vec<String>,
+        /// What happens.
+        action: DiskAction,
+    },
+    /// Disks not full; nodes a disk fault killed restart.
+    DiskHeal,
     /// Everything healthy: heal, restart, resume, clear links.
     Clear,
 }
@@ -356,6 +446,8 @@ impl Fault {
             Fault::ClearLinks => "clear-links",
             Fault::Clock { .. } => "clock",
             Fault::ClockReset => "clock-reset",
+            Fault::Disk { .. } => "disk",
+            Fault::DiskHeal => "disk-heal",
             Fault::Clear => "clear",
         }
     }
@@ -388,6 +480,9 @@ impl Fault {
             } => format!("bandwidth {} B/s {}", bytes_per_sec, links.name()),
             Fault::Clock { nodes, action, .. } => {
                 format!("clock {} {}", action.name(), nodes.join(","))
+            }
+            Fault::Disk { nodes, action, .. } => {
+                format!("disk {} {}", action.name(), nodes.join(","))
             }
             other => other.name().to_string(),
         }
@@ -434,6 +529,22 @@ pub struct Plan {
     /// What clock faults do.
     #[serde(default = "all_clock_actions")]
     pub clock_actions: Vec<ClockAction>,
+    /// Whose disks a disk fault hits (a corrupt action hits one node).
+    #[serde(default = "quorum_targets")]
+    pub disk: Vec<Target>,
+    /// What disk faults do.
+    #[serde(default = "all_disk_choices")]
+    pub disk_actions: Vec<DiskChoice>,
+}
+
+/// A power cut below a majority is, for a quorum system's durability, a
+/// kill: by default the disk nemesis cuts a majority or all nodes.
+fn quorum_targets() -> Vec<Target> {
+    vec![Target::Majority, Target::All]
+}
+
+fn all_disk_choices() -> Vec<DiskChoice> {
+    DiskChoice::ALL.to_vec()
 }
 
 fn all_targets() -> Vec<Target> {
@@ -474,6 +585,8 @@ impl Default for Plan {
             bandwidth: q,
             clock: all_targets(),
             clock_actions: all_clock_actions(),
+            disk: quorum_targets(),
+            disk_actions: all_disk_choices(),
         }
     }
 }
@@ -546,6 +659,30 @@ impl Plan {
                 if !shapes.is_empty() {
                     shapes.sort_by_key(|x| PartitionShape::ALL.iter().position(|y| y == x));
                     self.shapes = shapes;
+                }
+            }
+            NemesisKind::Disk => {
+                let mut targets = Vec::new();
+                let mut actions = Vec::new();
+                for t in &tokens {
+                    if let Some(x) = Target::ALL.iter().find(|x| x.name() == *t) {
+                        if !targets.contains(x) {
+                            targets.push(*x);
+                        }
+                    } else if let Some(c) = DiskChoice::ALL.iter().find(|c| c.name() == *t) {
+                        if !actions.contains(c) {
+                            actions.push(*c);
+                        }
+                    } else {
+                        return Err(bad(t));
+                    }
+                }
+                if !targets.is_empty() {
+                    targets.sort_by_key(|x| Target::ALL.iter().position(|y| y == x));
+                    self.disk = targets;
+                }
+                if !actions.is_empty() {
+                    self.disk_actions = actions;
                 }
             }
             NemesisKind::Clock => {

@@ -6,7 +6,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Fault, NemesisKind, Plan};
+use super::{DiskAction, DiskChoice, Fault, NemesisKind, Plan};
 
 /// The shape of a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +199,31 @@ impl Scheduler {
                 bytes_per_sec: p.bandwidth.bytes_per_sec,
                 links: p.bandwidth.links,
             },
+            NemesisKind::Disk => {
+                let choice = p.disk_actions[self.rng.random_range(0..p.disk_actions.len())];
+                let drawn = p.disk[self.rng.random_range(0..p.disk.len())];
+                let torn = self.rng.random_range(0.1..0.9);
+                let flip = self.rng.random_bool(0.5);
+                let seed = self.rng.random::<u64>();
+                // Damage is for one node that is down while others carry on.
+                let target = if choice == DiskChoice::Corrupt {
+                    Target::One
+                } else {
+                    drawn
+                };
+                let nodes = targets(target, view, &mut self.rng);
+                let action = match choice {
+                    DiskChoice::PowerCut => DiskAction::PowerCut { torn: None },
+                    DiskChoice::Torn => DiskAction::PowerCut { torn: Some(torn) },
+                    DiskChoice::Corrupt => DiskAction::Corrupt { flip, seed },
+                    DiskChoice::Full => DiskAction::Full,
+                };
+                Fault::Disk {
+                    target,
+                    nodes,
+                    action,
+                }
+            }
             NemesisKind::Clock => {
                 let target = p.clock[self.rng.random_range(0..p.clock.len())];
                 let action = p.clock_actions[self.rng.random_range(0..p.clock_actions.len())];
@@ -220,6 +245,7 @@ fn end_of(kind: NemesisKind) -> Fault {
         NemesisKind::Pause => Fault::Resume,
         NemesisKind::Delay | NemesisKind::Loss | NemesisKind::Bandwidth => Fault::ClearLinks,
         NemesisKind::Clock => Fault::ClockReset,
+        NemesisKind::Disk => Fault::DiskHeal,
     }
 }
 

@@ -183,6 +183,7 @@ pub fn render(p: &Page<'_>) -> String {
     }
     h.push_str("</section>");
     faults_section(&mut h, p);
+    node_exits_section(&mut h, p);
     coverage_section(&mut h, p);
     if !p.run.notes.is_empty() {
         h.push_str("<section id=notes><h2>Notes</h2>");
@@ -371,6 +372,45 @@ fn latency_section(h: &mut String, p: &Page<'_>) {
         "</table><p class=muted>From HdrHistograms (3 significant digits); the overall one is in <code>latency.hgrm</code>. {} ops never completed and have no latency.</p></section>",
         p.lat.pending
     );
+}
+
+/// Nodes that stopped without being asked to (a node refusing a damaged
+/// log, a crash), with the last error line of each one's log.
+fn node_exits_section(h: &mut String, p: &Page<'_>) {
+    let Some(exits) = p
+        .run
+        .results
+        .get("node_exits_unasked")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    else {
+        return;
+    };
+    h.push_str("<section id=node-exits><h2>Nodes that stopped on their own</h2><p class=muted>A node that exits unasked stays down until the nemesis restarts it; the run goes on with the others.</p><table><tr><th>node</th><th class=n>at (s)</th><th>how</th><th>last error in its log</th></tr>");
+    for e in exits {
+        let node = e["node"].as_str().unwrap_or("?");
+        let log = std::path::Path::new(&p.dir)
+            .join("nodes")
+            .join(format!("{node}.log"));
+        let last_error = std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .rev()
+                    .find(|l| l.contains("ERROR") || l.contains("error:") || l.contains("corrupt"))
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=n>{:.3}</td><td>{}</td><td><code>{}</code></td></tr>",
+            esc(node),
+            e["time"].as_f64().unwrap_or(0.0) / 1e9,
+            esc(e["exit"].as_str().unwrap_or("")),
+            esc(&last_error)
+        );
+    }
+    h.push_str("</table></section>");
 }
 
 /// What the run exercised, from `results.json`'s coverage counts.

@@ -51,6 +51,19 @@ pub struct SystemSpec {
     /// expression; each matching log line counts once.
     #[serde(default)]
     pub coverage: BTreeMap<String, String>,
+    /// How the disk nemesis treats the node's files.
+    #[serde(default)]
+    pub disk: DiskSpec,
+}
+
+/// How the disk nemesis treats a node's files.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpec {
+    /// Damage only files whose name ends so (the log's segments, say);
+    /// without it, any file of the data directory.
+    #[serde(default)]
+    pub damage_suffix: Option<String>,
 }
 
 /// One setting of the node that exploration draws from.

@@ -154,3 +154,23 @@ pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
 }
+
+/// Whether FUSE works here; when it does not, says why the caller skips
+/// (or fails, with `FAULTLINE_REQUIRE_FUSE=1`, as CI sets).
+pub fn fuse_ok(test: &str) -> bool {
+    match faultline_diskfs::fuse_available() {
+        Ok(()) => true,
+        Err(e) if std::env::var_os("FAULTLINE_REQUIRE_FUSE").is_some_and(|v| v == "1") => {
+            panic!("{test}: FAULTLINE_REQUIRE_FUSE=1 but FUSE is unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("{test}: skipped, FUSE is unavailable: {e}");
+            false
+        }
+    }
+}
+
+/// FUSE mounts left under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    faultline_diskfs::fuse_mounts(dir)
+}
