@@ -4,6 +4,13 @@
 //! count, and the ratio faultline/etcd.
 //!
 //! Clusters are started without proxies: nodes dial each other directly.
+//! etcd is driven through its native gRPC API (protocol `etcd-grpc`, one
+//! connection per member shared by every worker, as etcd's own clients do)
+//! unless `--etcd-client gateway` asks for the JSON gateway; the gRPC client
+//! is the cargo feature `etcd-grpc`, and a build without it says so rather
+//! than measure etcd through the slower gateway. Before measuring, the bench
+//! prints what each system does about fsync and batching ([`DURABILITY`]),
+//! since that decides much of what the numbers mean.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::client::{self, ClientCtx};
 use crate::cluster::{Cluster, ClusterConfig, ClusterPaths};
 use crate::recorder::Recorder;
-use crate::sut::{Db, ReadMode};
+use crate::sut::{Db, ReadMode, protocol};
 
 /// `faultline bench` arguments.
 #[derive(Debug, clap::Args)]
@@ -50,6 +57,57 @@ pub struct DbBenchArgs {
     /// Where the clusters' data and logs go (default: a fresh folder under the temp dir).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// How etcd is driven: its native gRPC API (needs the cargo feature
+    /// `etcd-grpc`) or its v3 JSON gateway.
+    #[arg(long, value_enum, default_value_t = EtcdClient::Grpc)]
+    pub etcd_client: EtcdClient,
+}
+
+/// `--etcd-client`: which of etcd's client protocols the bench uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EtcdClient {
+    /// Native gRPC (`etcd-grpc`): one HTTP/2 connection per member, shared.
+    Grpc,
+    /// The v3 JSON gateway (`etcd`): HTTP/1.1, pooled connections.
+    Gateway,
+}
+
+impl EtcdClient {
+    /// The client protocol it names.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            EtcdClient::Grpc => "etcd-grpc",
+            EtcdClient::Gateway => "etcd",
+        }
+    }
+}
+
+/// What each system does about fsync and batching, by spec name: printed
+/// once before the table, because a system that acknowledges before its
+/// data is on disk, or batches more, buys throughput with it.
+pub const DURABILITY: &[(&str, &str)] = &[
+    (
+        "faultline-node",
+        "group commit: requests that arrive while a batch is being persisted form the next \
+         Ready batch; one fsync per batch (log entries and hard state together); the leader \
+         sends entries to followers only after its own fsync",
+    ),
+    (
+        "etcd",
+        "etcd 3.4: one WAL fsync per Raft Ready batch; the leader sends entries to followers \
+         before its own WAL write (the two overlap); the bbolt backend commits every 100 ms or \
+         10,000 ops (--backend-batch-interval, --backend-batch-limit)",
+    ),
+];
+
+/// How a system's clients reach it, for the bench's header.
+fn client_note(protocol: &str) -> &'static str {
+    match protocol {
+        "etcd-grpc" => "native gRPC, one HTTP/2 connection per member shared by every worker",
+        "etcd" => "the v3 JSON gateway, HTTP/1.1 with pooled connections",
+        "faultline-http" => "HTTP/1.1 with pooled connections",
+        _ => "its spec's client",
+    }
 }
 
 /// What one measurement found.
@@ -178,7 +236,24 @@ pub fn run(args: &DbBenchArgs) -> Result<()> {
         } else if db.name() == "etcd" {
             db.program = args.etcd_bin.clone();
         }
+        if matches!(db.spec.client.protocol.as_str(), "etcd" | "etcd-grpc") {
+            let wanted = args.etcd_client.protocol();
+            if let Some(why) = protocol::not_built(wanted) {
+                return Err(usage(format!(
+                    "--etcd-client grpc: {why}; or measure etcd through its JSON gateway \
+                     with --etcd-client gateway"
+                )));
+            }
+            db.spec.client.protocol = wanted.to_string();
+        }
         systems.push(Arc::new(db));
+    }
+    for db in &systems {
+        let facts = DURABILITY
+            .iter()
+            .find(|(n, _)| *n == db.name())
+            .map_or("not described", |(_, f)| *f);
+        println!("{} fsync and batching: {facts}", db.name());
     }
     let base = match &args.dir {
         Some(d) => d.clone(),
@@ -211,11 +286,13 @@ pub fn run(args: &DbBenchArgs) -> Result<()> {
             )
             .await?;
             let leader = cluster.wait_ready(Duration::from_secs(30)).await?;
+            let client = &db.spec.client.protocol;
             eprintln!(
-                "{}: {} nodes up{}",
+                "{}: {} nodes up{}; client {client}: {}",
                 db.name(),
                 args.nodes,
-                leader.map(|l| format!(", leader {l}")).unwrap_or_default()
+                leader.map(|l| format!(", leader {l}")).unwrap_or_default(),
+                client_note(client)
             );
             let mut out = Vec::new();
             for &c in &clients {

@@ -248,7 +248,8 @@ pub struct LeaderSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSpec {
-    /// `faultline-http`, `etcd`, `zookeeper`, or `program`.
+    /// `faultline-http`, `etcd`, `etcd-grpc` (with that cargo feature),
+    /// `zookeeper`, or `program`.
     pub protocol: String,
     /// For `program`: the command started once per worker, as templates
     /// (`{nodes}`, `{spec_dir}`, `{faultline}` and `{read_mode}` are known).
@@ -443,10 +444,12 @@ impl SystemSpec {
             p => {
                 return Err(err(
                     "client.protocol",
-                    format!(
-                        "unknown protocol {p:?}; known: {}, program",
-                        super::protocol::BUILT_IN.join(", ")
-                    ),
+                    super::protocol::not_built(p).unwrap_or_else(|| {
+                        format!(
+                            "unknown protocol {p:?}; known: {}, program",
+                            super::protocol::BUILT_IN.join(", ")
+                        )
+                    }),
                 ));
             }
         }

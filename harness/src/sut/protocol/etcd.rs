@@ -2,47 +2,37 @@
 //! base64, int64 fields as strings). The members themselves are described
 //! by `harness/systems/etcd.toml`.
 //!
-//! Commands: `read` is `POST /v3/kv/range` (linearizable; with the `stale`
-//! read mode serializable: a member answers from its own state); `write` is
-//! `/v3/kv/put`; `cas` is a `/v3/kv/txn` comparing the value (or, for
-//! `from = null`, that the key was never created) whose failure branch
-//! reads the key, so a refused cas reports the current value; `append` and
-//! `incr` are a linearizable range and then a txn guarded by the key's
-//! `mod_revision`, repeated on conflict while the attempt's time lasts.
-//! Values are stored as JSON text so every workload's values round-trip.
-//! etcd has no request de-duplication: this protocol never allows resends.
-//!
-//! Definite versus indeterminate errors ([`classify_error`]), as observed
-//! on etcd 3.4.23 through the gateway:
-//! - HTTP 400 (gRPC code 3, e.g. `key is not provided`, bad base64): the
-//!   request was rejected before anything happened → a definite failure.
-//! - `etcdserver: no leader`, `too many requests` (code 8 / 429), `not
-//!   capable`: rejected before a proposal → definite; try another member.
-//! - `etcdserver: request timed out` (503, code 14, after ~7 s on a member
-//!   cut from its quorum), `context deadline exceeded` (500, code 2, on a
-//!   member with no leader), `leader changed`, `server stopped`, a client
-//!   timeout, a broken connection, anything else: the proposal may have been
-//!   appended and commit later → ambiguous for a command with effects.
-//! - Any error on a `read` (or on the read half of an append) → a definite
+//! The commands, the stored values (JSON text) and which etcd errors are
+//! definite are shared with `etcd-grpc` and documented in
+//! [`etcd_kv`](super::etcd_kv); the gateway adds its own transport:
+//! - HTTP 400 (gRPC code 3, e.g. `key is not provided`, bad base64) and
+//!   HTTP 429 (`too many requests`) are read as codes 3 and 8;
+//! - an error body is classified by its gRPC `code` and `message`, as
+//!   observed on etcd 3.4.23: `no leader`, `not capable`, code 8 → definite,
+//!   try another member; `request timed out` (503, code 14, after ~7 s on a
+//!   member cut from its quorum), `context deadline exceeded` (500, code 2,
+//!   on a member with no leader), `server stopped` → indeterminate;
+//! - a connection that could not be opened sent nothing (try elsewhere); a
+//!   client timeout or a broken connection after sending is ambiguous for a
+//!   command with effects;
+//! - any error on a `read` (or on the read half of an append) → a definite
 //!   failure: a read has no effect, so dropping it is always sound.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use faultline_workloads::Command;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::ProtocolEnv;
+use super::etcd_kv::{self, MemberNames, MemberStatus, Requests};
 use crate::sut::{Attempt, BoxFuture, Client, Protocol, ReadMode, Request, Status, error_chain};
 
 /// etcd's JSON gateway; member ids are learnt from the member list.
 pub struct Etcd {
     http: reqwest::Client,
     env: ProtocolEnv,
-    /// Member id (decimal, as the gateway prints it) → member name.
-    names: Mutex<Vec<(String, String)>>,
+    names: MemberNames,
 }
 
 impl Etcd {
@@ -56,16 +46,8 @@ impl Etcd {
         Ok(Etcd {
             http,
             env,
-            names: Mutex::new(Vec::new()),
+            names: MemberNames::default(),
         })
-    }
-
-    fn name_of(&self, member: &str) -> Option<String> {
-        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        names
-            .iter()
-            .find(|(id, _)| id == member)
-            .map(|(_, n)| n.clone())
     }
 }
 
@@ -105,29 +87,12 @@ impl Protocol for Etcd {
                 return None;
             }
             let st = parse_status(&body)?;
-            let leader = match &st.leader {
-                Some(l) => match self.name_of(l) {
-                    Some(n) => Some(n),
-                    None => {
-                        let url = format!("{base}/v3/cluster/member/list");
-                        let (_, list) = post(&self.http, &url, &json!({}), t).await.ok()?;
-                        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-                        *names = parse_members(&list);
-                        names.iter().find(|(id, _)| id == l).map(|(_, n)| n.clone())
-                    }
-                },
-                None => None,
+            let list = async {
+                let url = format!("{base}/v3/cluster/member/list");
+                let (_, list) = post(&self.http, &url, &json!({}), t).await.ok()?;
+                Some(parse_members(&list))
             };
-            Some(Status {
-                id: e.id.clone(),
-                role: if st.leader.as_deref() == Some(st.member.as_str()) {
-                    "leader".into()
-                } else {
-                    "follower".into()
-                },
-                term: Some(st.term),
-                leader,
-            })
+            self.names.status(&e.id, &st, list).await
         })
     }
 }
@@ -143,59 +108,13 @@ struct EtcdClient {
 impl Client for EtcdClient {
     fn attempt<'a>(&'a mut self, req: Request<'a>) -> BoxFuture<'a, Attempt> {
         Box::pin(async move {
-            let node = Node {
+            let mut node = Node {
                 http: &self.http,
                 url: &self.urls[req.node],
                 id: &self.ids[req.node],
             };
-            let key = req.cmd.key();
             let deadline = Instant::now() + req.timeout;
-            match req.cmd {
-                Command::Read { .. } => {
-                    let body = range_body(key, self.serializable);
-                    match node.call("range", &body, deadline, false).await {
-                        Ok(resp) => match range_value(&resp) {
-                            Ok((v, _)) => Attempt::Ok(v.unwrap_or(Value::Null)),
-                            Err(e) => Attempt::Fail {
-                                current: Value::Null,
-                                why: e,
-                            },
-                        },
-                        Err(a) => a,
-                    }
-                }
-                Command::Write { value, .. } => {
-                    match node
-                        .call("put", &put_body(key, value), deadline, true)
-                        .await
-                    {
-                        Ok(_) => Attempt::Ok(Value::Null),
-                        Err(a) => a,
-                    }
-                }
-                Command::Cas { from, to, .. } => {
-                    match node
-                        .call("txn", &cas_body(key, from, to), deadline, true)
-                        .await
-                    {
-                        Ok(resp) if txn_succeeded(&resp) => Attempt::Ok(Value::Null),
-                        Ok(resp) => Attempt::Fail {
-                            // The failure branch read the key: the value the cas saw.
-                            current: txn_range_value(&resp)
-                                .unwrap_or(None)
-                                .unwrap_or(Value::Null),
-                            why: faultline_checkers::REFUSED_CAS.into(),
-                        },
-                        Err(a) => a,
-                    }
-                }
-                Command::Append { value, .. } => {
-                    read_modify_write(&node, key, &Update::Push(value.clone()), deadline).await
-                }
-                Command::Incr { delta, .. } => {
-                    read_modify_write(&node, key, &Update::Add(*delta), deadline).await
-                }
-            }
+            etcd_kv::attempt(&mut node, req.cmd, self.serializable, deadline).await
         })
     }
 }
@@ -218,14 +137,7 @@ impl Node<'_> {
     ) -> Result<Value, Attempt> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(if effectful {
-                Attempt::Ambiguous("timeout".into())
-            } else {
-                Attempt::Fail {
-                    current: Value::Null,
-                    why: "timeout".into(),
-                }
-            });
+            return Err(etcd_kv::lost("timeout".into(), effectful));
         }
         let url = format!("{}/v3/kv/{what}", self.url);
         match post(self.http, &url, body, remaining).await {
@@ -233,6 +145,60 @@ impl Node<'_> {
             Ok((status, v)) => Err(classify_error(status, &v, effectful)),
             Err(e) => Err(transport_outcome(&e, self.id, effectful)),
         }
+    }
+}
+
+impl Requests for Node<'_> {
+    async fn range(
+        &mut self,
+        key: &str,
+        serializable: bool,
+        deadline: Instant,
+    ) -> Result<(Option<Value>, i64), Attempt> {
+        let resp = self
+            .call("range", &range_body(key, serializable), deadline, false)
+            .await?;
+        range_value(&resp).map_err(|why| Attempt::Fail {
+            current: Value::Null,
+            why,
+        })
+    }
+
+    async fn put(&mut self, key: &str, value: &Value, deadline: Instant) -> Result<(), Attempt> {
+        self.call("put", &put_body(key, value), deadline, true)
+            .await
+            .map(|_| ())
+    }
+
+    async fn cas(
+        &mut self,
+        key: &str,
+        from: &Value,
+        to: &Value,
+        deadline: Instant,
+    ) -> Result<Result<(), Value>, Attempt> {
+        let resp = self
+            .call("txn", &cas_body(key, from, to), deadline, true)
+            .await?;
+        if txn_succeeded(&resp) {
+            return Ok(Ok(()));
+        }
+        // The failure branch read the key: the value the cas saw.
+        Ok(Err(txn_range_value(&resp)
+            .unwrap_or(None)
+            .unwrap_or(Value::Null)))
+    }
+
+    async fn put_if_unmodified(
+        &mut self,
+        key: &str,
+        mod_rev: i64,
+        value: &Value,
+        deadline: Instant,
+    ) -> Result<bool, Attempt> {
+        let body = guarded_put_body(key, mod_rev, value);
+        let resp = self.call("txn", &body, deadline, true).await?;
+        Ok(txn_succeeded(&resp))
     }
 }
 
@@ -251,94 +217,7 @@ fn transport_outcome(e: &reqwest::Error, node: &str, effectful: bool) -> Attempt
     } else {
         format!("transport: {}", error_chain(e))
     };
-    if effectful {
-        Attempt::Ambiguous(why)
-    } else {
-        Attempt::Fail {
-            current: Value::Null,
-            why,
-        }
-    }
-}
-
-/// A read-modify-write: push onto a list, or add to an integer.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Update {
-    /// Append this element.
-    Push(Value),
-    /// Add this delta.
-    Add(i64),
-}
-
-/// `append`/`incr`: read the key (linearizably), compute the new value, and
-/// write it only if the key's `mod_revision` is unchanged; retry on conflict.
-async fn read_modify_write(
-    node: &Node<'_>,
-    key: &str,
-    update: &Update,
-    deadline: Instant,
-) -> Attempt {
-    let mut conflicts = 0u32;
-    loop {
-        if Instant::now() >= deadline {
-            // Every txn so far failed its guard: nothing was written.
-            return Attempt::Fail {
-                current: Value::Null,
-                why: format!("conflict: {conflicts} concurrent updates won"),
-            };
-        }
-        let resp = match node
-            .call("range", &range_body(key, false), deadline, false)
-            .await
-        {
-            Ok(r) => r,
-            Err(a) => return a,
-        };
-        let (current, mod_rev) = match range_value(&resp) {
-            Ok((v, r)) => (v.unwrap_or(Value::Null), r),
-            Err(e) => {
-                return Attempt::Fail {
-                    current: Value::Null,
-                    why: e,
-                };
-            }
-        };
-        let Some(next) = apply_update(&current, update) else {
-            return Attempt::Fail {
-                current: Value::Null,
-                why: format!("etcd: stored value {current} cannot take {update:?}"),
-            };
-        };
-        let body = guarded_put_body(key, mod_rev, &next);
-        match node.call("txn", &body, deadline, true).await {
-            Ok(r) if txn_succeeded(&r) => return Attempt::Ok(Value::Null),
-            Ok(_) => conflicts += 1,
-            Err(a) => return a,
-        }
-    }
-}
-
-/// The new value after an update: a list with the element pushed, or the
-/// sum. `None` if the stored value has the wrong shape.
-pub fn apply_update(current: &Value, update: &Update) -> Option<Value> {
-    match update {
-        Update::Add(d) => {
-            let now = match current {
-                Value::Null => 0,
-                v => v.as_i64()?,
-            };
-            Some(json!(now.checked_add(*d)?))
-        }
-        Update::Push(x) => {
-            let mut list = match current {
-                Value::Null => Vec::new(),
-                Value::Array(a) => a.clone(),
-                _ => return None,
-            };
-            list.push(x.clone());
-            Some(Value::Array(list))
-        }
-    }
+    etcd_kv::lost(why, effectful)
 }
 
 async fn post(
@@ -353,32 +232,26 @@ async fn post(
     Ok((status, v))
 }
 
-/// How an etcd gateway error ends an attempt (see the module docs).
+/// How an etcd gateway error ends an attempt: by the gRPC code and message
+/// in its body ([`etcd_kv::classify`]), HTTP 400 and 429 read as codes 3
+/// and 8.
 pub fn classify_error(status: u16, body: &Value, effectful: bool) -> Attempt {
     let message = body
         .get("message")
         .or_else(|| body.get("error"))
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let code = body.get("code").and_then(Value::as_i64).unwrap_or(-1);
-    let why = format!("etcd {status}: {message}");
-    // Rejected before anything was proposed: safe to send elsewhere.
-    let refused = message.contains("etcdserver: no leader")
-        || message.contains("too many requests")
-        || message.contains("not capable")
-        || code == 8
-        || status == 429;
-    if refused {
-        return Attempt::Elsewhere { hint: None, why };
-    }
-    if status == 400 || code == 3 || !effectful {
-        return Attempt::Fail {
-            current: Value::Null,
-            why,
-        };
-    }
-    Attempt::Ambiguous(why)
+        .unwrap_or("");
+    let code = match status {
+        400 => etcd_kv::INVALID_ARGUMENT,
+        429 => etcd_kv::RESOURCE_EXHAUSTED,
+        _ => body.get("code").and_then(Value::as_i64).unwrap_or(-1),
+    };
+    etcd_kv::classify(
+        code,
+        message,
+        effectful,
+        format!("etcd {status}: {message}"),
+    )
 }
 
 /// Standard base64 with padding (what the gateway uses for bytes).
@@ -437,7 +310,7 @@ pub fn b64decode(text: &str) -> Option<Vec<u8>> {
 }
 
 fn b64json(v: &Value) -> String {
-    b64encode(v.to_string().as_bytes())
+    b64encode(etcd_kv::value_text(v).as_bytes())
 }
 
 /// `/v3/kv/range` body for one key.
@@ -508,13 +381,7 @@ pub fn range_value(resp: &Value) -> Result<(Option<Value>, i64), String> {
     // An empty value is omitted from the JSON.
     let text = kv.get("value").and_then(Value::as_str).unwrap_or("");
     let bytes = b64decode(text).ok_or_else(|| format!("etcd: bad base64 value {text:?}"))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "etcd: stored value is not JSON ({e}): {:?}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })?;
-    Ok((Some(v), mod_rev))
+    Ok((Some(etcd_kv::parse_value(&bytes)?), mod_rev))
 }
 
 /// The value read by a txn's `requestRange` branch.
@@ -527,19 +394,6 @@ fn txn_range_value(resp: &Value) -> Result<Option<Value>, String> {
         Some(r) => range_value(r).map(|(v, _)| v),
         None => Ok(None),
     }
-}
-
-/// The fields of `/v3/maintenance/status` the harness uses.
-#[derive(Debug, PartialEq)]
-pub struct MemberStatus {
-    /// This member's id (decimal).
-    pub member: String,
-    /// The leader's id, if it knows one.
-    pub leader: Option<String>,
-    /// Raft term.
-    pub term: u64,
-    /// Raft index.
-    pub raft_index: u64,
 }
 
 /// Parses `/v3/maintenance/status`; `None` if it names no member.
@@ -685,16 +539,5 @@ mod tests {
             classify_error(429, &busy, true),
             Attempt::Elsewhere { .. }
         ));
-    }
-
-    #[test]
-    fn appends_and_counters_update() {
-        let push = |x: i64| Update::Push(json!(x));
-        assert_eq!(apply_update(&Value::Null, &push(1)), Some(json!([1])));
-        assert_eq!(apply_update(&json!([1]), &push(2)), Some(json!([1, 2])));
-        assert_eq!(apply_update(&json!(5), &push(2)), None);
-        assert_eq!(apply_update(&json!(5), &Update::Add(2)), Some(json!(7)));
-        assert_eq!(apply_update(&Value::Null, &Update::Add(2)), Some(json!(2)));
-        assert_eq!(apply_update(&json!("x"), &Update::Add(1)), None);
     }
 }

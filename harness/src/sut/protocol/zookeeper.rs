@@ -62,7 +62,7 @@ use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use super::ProtocolEnv;
-use super::etcd::{Update, apply_update};
+use super::etcd_kv::{Update, apply_update};
 use crate::sut::{Attempt, BoxFuture, Client, Protocol, ReadMode, Request};
 
 /// The session timeout asked for (the servers' tickTime of 200 ms allows
