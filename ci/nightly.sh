@@ -153,13 +153,13 @@ gaps=(
 # Untuned: each mistake with the workload that suits it and at most 30 s
 # of traffic; everything else is the seed's draw (exploration).
 untuned=(
-    "ack-before-commit|register|20"
-    "stale-local-read|register|20"
-    "ack-before-fsync|append|20"
+    "ack-before-commit|register|30"
+    "stale-local-read|register|30"
+    "ack-before-fsync|append|30"
     "stale-leader-read|register|30"
     "skip-dedup|append|30"
-    "vote-without-log-check|append|20"
-    "no-truncate-on-conflict|append|20"
+    "vote-without-log-check|append|30"
+    "no-truncate-on-conflict|append|30"
     "commit-previous-term|append|30"
     "forget-vote|append|30"
 )

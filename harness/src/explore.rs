@@ -75,7 +75,9 @@ pub fn draw(seed: u64, db: &Db, workload: &dyn Workload) -> Profile {
     let bursts = rate > 0.0 && rng.random_bool(0.5);
     let pin_clients = rng.random_bool(0.5);
     let op_timeout_ms = weighted(&mut rng, &[(1000, 3), (3000, 2)]);
-    let resends = rng.random_bool(0.5);
+    // Real client libraries resend a request whose answer was lost: most
+    // runs do too (where the system de-duplicates).
+    let resends = rng.random_bool(0.75);
 
     // The workload: keys (for multi-key workloads) and each kind's weight.
     let default = workload.shape();
@@ -94,9 +96,18 @@ pub fn draw(seed: u64, db: &Db, workload: &dyn Workload) -> Profile {
     };
 
     // Faults: each kind on or off, at least one, with its parameters.
+    // Partitions and crashes expose the most bugs in replicated systems
+    // (Jepsen's defaults): they are on more often than the rest.
     let mut plan = Plan::default();
     for k in NemesisKind::all() {
-        if rng.random_bool(0.5) {
+        let p = match k {
+            NemesisKind::Partition => 0.75,
+            NemesisKind::Kill | NemesisKind::Disk => 0.6,
+            NemesisKind::Pause => 0.5,
+            NemesisKind::Delay | NemesisKind::Loss => 0.4,
+            NemesisKind::Bandwidth | NemesisKind::Clock => 0.25,
+        };
+        if rng.random_bool(p) {
             plan.kinds.push(k);
         }
     }
@@ -154,7 +165,12 @@ pub fn draw(seed: u64, db: &Db, workload: &dyn Workload) -> Profile {
         .knobs
         .iter()
         .map(|(name, k)| {
-            let choice = k.choices[rng.random_range(0..k.choices.len())].clone();
+            let weights: Vec<u32> = if k.weights.len() == k.choices.len() {
+                k.weights.clone()
+            } else {
+                vec![1; k.choices.len()]
+            };
+            let choice = k.choices[faultline_workloads::pick(&mut rng, &weights)].clone();
             (name.clone(), choice)
         })
         .collect();

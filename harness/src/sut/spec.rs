@@ -72,6 +72,10 @@ pub struct DiskSpec {
 pub struct KnobSpec {
     /// The alternatives: arguments appended to the node's command.
     pub choices: Vec<Vec<String>>,
+    /// How often each alternative is drawn, relative to the others
+    /// (default: all alike).
+    #[serde(default)]
+    pub weights: Vec<u32>,
 }
 
 /// What a node's port is for.
@@ -367,6 +371,14 @@ impl SystemSpec {
                 return Err(err(
                     &format!("knobs.{name}.choices"),
                     "give at least two alternatives (`[]` is the node's default)".into(),
+                ));
+            }
+            if !k.weights.is_empty()
+                && (k.weights.len() != k.choices.len() || k.weights.iter().all(|w| *w == 0))
+            {
+                return Err(err(
+                    &format!("knobs.{name}.weights"),
+                    "give one weight per choice, not all 0".into(),
                 ));
             }
         }
