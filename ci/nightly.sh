@@ -106,6 +106,9 @@ fast5=(--node-arg=--election-timeout-ms=50 --node-arg=--heartbeat-ms=10)
 bare=(--node-arg=--pre-vote=false --node-arg=--check-quorum=false)
 # Clients resend an attempt that timed out (same request id) until 3 s pass.
 resend=(--op-timeout-ms 3000 --attempt-timeout-ms 250)
+# A leader sends one entry per message and waits for its answer; requests
+# and ops outlast two elections (what the figure-8 script needs).
+onebyone=(--node-arg=--max-entries-per-msg=1 --node-arg=--max-inflight-msgs=1 --node-arg=--request-timeout-ms=5000 --op-timeout-ms 5000)
 
 # suite|workload|nemesis|flags. Each mistake has the workload and schedule
 # that exposes it; each unusual schedule or node setting used for a mistake
@@ -119,6 +122,8 @@ correct=(
     "correct|append|partition:isolate-one|-n 3 --nemesis-interval 0.5 ${bare[*]} ${fast[*]}"
     "correct|append|partition|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
     "correct|set|partition:isolate-one+halves|-n 3 --nemesis-interval 1 --concurrency 3n --pin-clients"
+    "correct|append|script:vote-loss|-n 3 --time-limit 20 ${bare[*]}"
+    "correct|append|script:figure-8|-n 5 --time-limit 20 ${onebyone[*]}"
 )
 mistakes=(
     # The leader answers before a majority has the entry: an isolated
@@ -142,13 +147,21 @@ mistakes=(
     # A follower keeps a conflicting suffix: reads show appends that were
     # never acknowledged in between acknowledged ones.
     "no-truncate-on-conflict|append|partition|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
+    # A vote is not kept across a crash: the voters of a new leader, killed
+    # the moment it wins and restarted into the old leader's campaign in
+    # the same term, elect a second leader of that term.
+    "forget-vote|append|script:vote-loss|-n 3 --time-limit 20 ${bare[*]}"
 )
 # Known gaps: mistakes no schedule is known to expose from outside (see
 # README, "Nightly"). They run on the first three seeds only; their rate is
 # reported and their verdicts never fail the night.
 gaps=(
-    "commit-previous-term|append|partition,kill|-n 5 --nemesis-interval 0.5 ${fast5[*]}"
-    "forget-vote|append|kill:one+leader,partition|-n 3 --nemesis-interval 0.3 ${bare[*]} ${fast[*]}"
+    # An old-term entry counted as committed by its replicas (Figure 8). The
+    # figure-8 script plays the scenario (the old leader acknowledges a write
+    # only it had, then a rival whose log ends in a newer term is joined
+    # with that majority), but the rival rarely wins the race for votes:
+    # 0 of 6 seeds caught when last measured.
+    "commit-previous-term|append|script:figure-8|-n 5 --time-limit 20 ${onebyone[*]}"
 )
 # Untuned: each mistake with the workload that suits it and at most 30 s
 # of traffic; everything else is the seed's draw (exploration).

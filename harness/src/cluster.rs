@@ -501,6 +501,16 @@ impl Cluster {
                 self.with_net(|net| net.cut.extend(pairs.into_iter().map(|p| (p, *mode))));
                 Ok(format!("{} links cut", cut.len()))
             }
+            Fault::Repartition { cut, mode, .. } => {
+                let mut pairs = Vec::with_capacity(cut.len());
+                for [a, b] in cut {
+                    pairs.push((self.index_of(a)?, self.index_of(b)?));
+                }
+                // One change of every link's mode: nothing that stays cut
+                // passes for a moment.
+                self.with_net(|net| net.cut = pairs.into_iter().map(|p| (p, *mode)).collect());
+                Ok(format!("{} links cut", cut.len()))
+            }
             Fault::Heal => {
                 self.with_net(|net| net.cut.clear());
                 Ok("healed".into())
@@ -512,6 +522,16 @@ impl Cluster {
                 Ok(format!("killed {}", nodes.join(" ")))
             }
             Fault::Restart => Ok(format!("restarted {}", self.restart_killed()?.join(" "))),
+            Fault::Revive { nodes } => {
+                let mut out = Vec::new();
+                for n in nodes {
+                    if self.supervisor.state(n)? == ProcState::Killed {
+                        self.supervisor.start(n)?;
+                        out.push(n.as_str());
+                    }
+                }
+                Ok(format!("restarted {}", out.join(" ")))
+            }
             Fault::Pause { nodes, .. } => {
                 for n in nodes {
                     if self.supervisor.state(n)? == ProcState::Running {

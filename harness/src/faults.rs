@@ -1,7 +1,9 @@
 //! Faults during a run: the nemesis loop asks the [`Scheduler`] for the
-//! next fault every interval and [`FaultLog::apply`] carries it out on the
-//! cluster, recording it in the history (as `process: nemesis` events) and
-//! in `nemesis.jsonl`.
+//! next fault every interval, or the script loop feeds a scripted schedule
+//! what it polls (every node's leader probe, the history as it grows) and
+//! takes the faults it asks for; [`FaultLog::apply`] carries each out on
+//! the cluster, recording it in the history (as `process: nemesis` events)
+//! and in `nemesis.jsonl`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,9 +15,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
-use crate::nemesis::{Fault, NemesisKind, Plan, Scheduler, View, semantics};
+use crate::nemesis::script::{self, Observation, Probe, Seen};
+use crate::nemesis::{Fault, NemesisKind, Plan, Scheduler, ScriptPlan, View, semantics};
 use crate::recorder::{Entry, Recorder};
 use crate::store::{NemesisLine, NemesisLog, SCHEMA};
+use crate::supervisor::ProcState;
 
 /// Carries out faults and records them.
 pub struct FaultLog {
@@ -68,20 +72,23 @@ impl FaultLog {
             error,
             node: None,
         });
-        let (starts, table_ends) = semantics(fault.name());
-        // Only kinds that were active end (a `clear` after everything ended
-        // ends nothing).
-        let ends = {
+        let (table_starts, table_ends) = semantics(fault.name());
+        let (starts, ends) = {
             let mut active = lock(&self.active);
+            // Only kinds that were active end (a `clear` after everything
+            // ended ends nothing).
             let ends: Vec<NemesisKind> = table_ends
                 .into_iter()
                 .filter(|k| active.contains(k))
                 .collect();
             active.retain(|k| !ends.contains(k));
+            // A fault of a kind already active (a script's second kill)
+            // extends that kind's window rather than opening another.
+            let starts = table_starts.filter(|k| !active.contains(k));
             if let Some(k) = starts {
                 active.push(k);
             }
-            ends
+            (starts, ends)
         };
         self.log.append(&NemesisLine {
             schema: SCHEMA,
@@ -95,6 +102,25 @@ impl FaultLog {
         *lock(&self.counts)
             .entry(fault.name().to_string())
             .or_default() += 1;
+    }
+
+    /// The history this log records into.
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
+    }
+
+    /// Records what a scripted schedule saw or decided, as a nemesis `info`
+    /// event (no fault: it starts and ends nothing).
+    pub fn note(&self, script: &str, text: &str) {
+        self.recorder.record(Entry {
+            process: Process::Nemesis,
+            kind: EventType::Info,
+            f: script::PREFIX.to_string(),
+            key: None,
+            value: json!({ "script": script, "note": text }),
+            error: None,
+            node: None,
+        });
     }
 
     /// The kinds active now, oldest first.
@@ -151,4 +177,85 @@ pub async fn nemesis_loop(
 pub async fn apply_blocking(faults: &Arc<FaultLog>, fault: Fault) {
     let f = faults.clone();
     let _ = tokio::task::spawn_blocking(move || f.apply(&fault)).await;
+}
+
+/// How long one poll of a node's leader probe may take: a node that does
+/// not answer by then counts as silent for this observation.
+const PROBE_WITHIN: Duration = Duration::from_millis(250);
+
+/// Runs a scripted schedule until `stop`: every few milliseconds (as the
+/// script asks) it polls every running node's leader probe, takes the
+/// history recorded since, lets the script decide, and carries out the
+/// faults it returns, in order. What is still active at the end is left to
+/// the run's final `Clear`.
+pub async fn script_loop(
+    faults: Arc<FaultLog>,
+    seed: u64,
+    plan: ScriptPlan,
+    stop: CancellationToken,
+) {
+    let cluster = faults.cluster.clone();
+    let recorder = faults.recorder().clone();
+    let mut script = script::build(
+        &plan,
+        cluster.ids(),
+        crate::cluster::PEER_CONNECT_PATIENCE,
+        seed,
+    );
+    let name = plan.kind.name();
+    let mut seen = 0usize;
+    let mut applied_ns = None;
+    while !stop.is_cancelled() {
+        let nodes = observe(&cluster).await;
+        let events = recorder.events_since(seen);
+        seen += events.len();
+        let step = script.step(&Observation {
+            now_ns: recorder.now_ns(),
+            applied_ns: applied_ns.take(),
+            nodes: &nodes,
+            events: &events,
+        });
+        for note in &step.notes {
+            faults.note(name, note);
+        }
+        for fault in step.faults.iter().cloned() {
+            if stop.is_cancelled() {
+                return;
+            }
+            apply_blocking(&faults, fault).await;
+            applied_ns = Some(recorder.now_ns());
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(step.next_ms.max(1))) => {}
+        }
+    }
+}
+
+/// Every node as a script sees it: whether its process runs, and its leader
+/// probe (polled concurrently, running nodes only: a paused node would
+/// only time out).
+async fn observe(cluster: &Cluster) -> Vec<Seen> {
+    let ids = cluster.ids();
+    let polls = ids.iter().map(|id| async move {
+        let up = cluster.supervisor.state(id).ok() == Some(ProcState::Running);
+        let status = if up {
+            tokio::time::timeout(PROBE_WITHIN, cluster.status(id))
+                .await
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        Seen {
+            id: id.clone(),
+            up,
+            probe: status.map(|s| Probe {
+                leads: s.leads(),
+                term: s.term,
+                leader: s.leader,
+            }),
+        }
+    });
+    futures::future::join_all(polls).await
 }

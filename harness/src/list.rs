@@ -1,7 +1,7 @@
 //! `faultline list`: every workload, system, nemesis kind and read mode,
 //! one line each, from the tables that define them.
 
-use crate::nemesis::KINDS;
+use crate::nemesis::{KINDS, SCRIPTS, script};
 use crate::sut::{BUILT_IN, Db, ReadMode};
 
 /// The text of `faultline list`.
@@ -21,6 +21,17 @@ pub fn list() -> String {
     for k in &KINDS {
         out.push_str(&format!("  {:<10} {}\n", k.name, k.description));
         out.push_str(&format!("  {:<10}   {}:{}\n", "", k.name, k.variants));
+    }
+    out.push_str(&format!(
+        "scripted schedules (--nemesis {}:NAME[+DELAY], alone; need a leader probe with a term):\n",
+        script::PREFIX
+    ));
+    for s in &SCRIPTS {
+        out.push_str(&format!("  {:<10} {}\n", s.name, s.description));
+        out.push_str(&format!(
+            "  {:<10}   at least {} nodes; peer links delayed {} ms; suits {}\n",
+            "", s.min_nodes, s.delay_ms, s.suits
+        ));
     }
     let modes: Vec<&str> = ReadMode::ALL.iter().map(|m| m.name()).collect();
     out.push_str(&format!("read modes (--read-mode): {}\n", modes.join(", ")));
@@ -49,6 +60,8 @@ mod tests {
             "delay",
             "loss",
             "bandwidth",
+            "vote-loss",
+            "figure-8",
         ] {
             assert!(
                 text.contains(&format!("  {name} ")),

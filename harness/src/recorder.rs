@@ -92,6 +92,17 @@ impl Recorder {
         inner.events.clone()
     }
 
+    /// A copy of the events from position `from` on (those recorded since a
+    /// reader last looked).
+    pub fn events_since(&self, from: usize) -> Vec<Event> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .events
+            .get(from..)
+            .map(<[Event]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Syncs the file; returns the first write error if there was one.
     pub fn finish(&self) -> Result<()> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -388,9 +388,29 @@ impl RunArgs {
                 (n.to_string(), Plan::parse(n).map_err(usage)?)
             }
         };
+        if let Some(script) = &nemesis.script {
+            let info = script.kind.info();
+            if nodes < info.min_nodes {
+                return Err(usage(format!(
+                    "--nemesis {nemesis_arg}: the script needs at least {} nodes, not {nodes}",
+                    info.min_nodes
+                )));
+            }
+            if !db.has_term_probe() {
+                return Err(usage(format!(
+                    "--nemesis {nemesis_arg}: the script follows leaders and their terms, and \
+                     {} gives no leader probe with a term ({}: [leader] with `term`)",
+                    db.name(),
+                    db.file()
+                )));
+            }
+        }
         let nemesis_interval = match self.nemesis_interval {
             Some(i) => i,
-            None if pick("nemesis_interval_s", false) => profile.nemesis_interval_s,
+            // A script keeps its own time: nothing to draw.
+            None if pick("nemesis_interval_s", nemesis.script.is_some()) => {
+                profile.nemesis_interval_s
+            }
             None => 3.0,
         };
         check_range(

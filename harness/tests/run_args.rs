@@ -67,6 +67,22 @@ fn bad_arguments_exit_4_with_a_clear_message() {
             &["--attempt-timeout-ms 5000", "10 to --op-timeout-ms (1000)"],
         ),
         (&["--no-such-flag"], &["--no-such-flag"]),
+        (
+            &["--nemesis", "script:chaos"],
+            &["unknown script `chaos`", "vote-loss, figure-8"],
+        ),
+        (
+            &["--nemesis", "script:vote-loss,kill"],
+            &["a script runs alone"],
+        ),
+        (
+            &["--nemesis", "script:figure-8+fast"],
+            &["`fast` is not a link delay"],
+        ),
+        (
+            &["--nemesis", "script:vote-loss", "-n", "2"],
+            &["script:vote-loss", "at least 3 nodes"],
+        ),
     ];
     for (args, needles) in cases {
         let (code, err) = run(args);
@@ -75,6 +91,42 @@ fn bad_arguments_exit_4_with_a_clear_message() {
             assert!(err.contains(n), "{args:?}: {n:?} not in {err}");
         }
     }
+}
+
+#[test]
+fn a_script_needs_a_leader_probe_with_a_term() {
+    // faultline-node described without its leader probe: runnable, but a
+    // script could not follow leaders and terms.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("run_args-no-leader-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let spec = dir.join("no-leader.toml");
+    std::fs::write(
+        &spec,
+        r#"name = "no-leader"
+[ports]
+client = "client"
+peer = "peer"
+[node]
+command = ["{faultline}", "node", "--id", "{id}", "--data-dir", "{data_dir}",
+           "--client-addr", "{addr.client}", "--peer-addr", "{addr.peer}", "{each.peers}"]
+[each.peers]
+args = ["--peer", "{peer.id}={peer.addr.peer}"]
+[ready]
+http = "http://{addr.client}/health"
+[client]
+protocol = "faultline-http"
+"#,
+    )
+    .expect("spec");
+    let spec = spec.display().to_string();
+    let (code, err) = run(&["--db", &spec, "--nemesis", "script:vote-loss"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("no leader probe with a term") && err.contains("no-leader.toml"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -59,6 +59,13 @@ pub struct Args {
     /// PreVote: ask whether an election could be won before raising the term.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub pre_vote: bool,
+    /// The most log entries a leader sends in one AppendEntries message.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_entries_per_msg: usize,
+    /// The most AppendEntries messages a leader keeps in flight to one
+    /// follower (while it replicates; a probe is always one).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_inflight_msgs: usize,
     /// Switch on a deliberate mistake by name (repeat); see `--list-bugs`.
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
@@ -191,6 +198,10 @@ pub struct NodeConfig {
     pub check_quorum: bool,
     /// PreVote on (the default).
     pub pre_vote: bool,
+    /// Entries per AppendEntries message, at most.
+    pub max_entries_per_msg: usize,
+    /// AppendEntries messages in flight per follower, at most.
+    pub max_inflight_msgs: usize,
     /// Core mistakes switched on.
     pub core_bugs: Vec<Bug>,
     /// Node mistakes switched on.
@@ -297,6 +308,12 @@ impl TryFrom<Args> for NodeConfig {
                 "must be at least twice --heartbeat-ms",
             ));
         }
+        if a.max_entries_per_msg == 0 {
+            return Err(for_flag("--max-entries-per-msg", 0, "must be positive"));
+        }
+        if a.max_inflight_msgs == 0 {
+            return Err(for_flag("--max-inflight-msgs", 0, "must be positive"));
+        }
         if a.snapshot_every == 0 {
             return Err(for_flag("--snapshot-every", 0, "must be positive"));
         }
@@ -331,6 +348,8 @@ impl TryFrom<Args> for NodeConfig {
             seed: a.seed.unwrap_or(id),
             check_quorum: a.check_quorum,
             pre_vote: a.pre_vote,
+            max_entries_per_msg: a.max_entries_per_msg,
+            max_inflight_msgs: a.max_inflight_msgs,
             core_bugs,
             node_bugs,
         })
@@ -373,6 +392,26 @@ mod tests {
         assert_eq!(c.name_of(3), "n3");
         assert_eq!(c.election_ticks, 6);
         assert!(c.check_quorum && c.pre_vote, "both on by default");
+        let raft = faultline_raft::Config::new(1, vec![1]);
+        assert_eq!(
+            (c.max_entries_per_msg, c.max_inflight_msgs),
+            (raft.max_entries_per_msg, raft.max_inflight_msgs),
+            "the core's defaults"
+        );
+    }
+
+    #[test]
+    fn flow_control_can_be_narrowed_to_one_entry_at_a_time() {
+        let mut a = BASE.to_vec();
+        a.extend(["--max-entries-per-msg=1", "--max-inflight-msgs", "1"]);
+        let c = parse(&a).unwrap();
+        assert_eq!((c.max_entries_per_msg, c.max_inflight_msgs), (1, 1));
+        for bad in ["--max-entries-per-msg=0", "--max-inflight-msgs=0"] {
+            let mut a = BASE.to_vec();
+            a.push(bad);
+            let e = parse(&a).unwrap_err().to_string();
+            assert!(e.contains("must be positive"), "{bad}: {e}");
+        }
     }
 
     #[test]

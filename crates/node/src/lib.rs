@@ -118,6 +118,8 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     rc.seed = cfg.seed;
     rc.check_quorum = cfg.check_quorum;
     rc.pre_vote = cfg.pre_vote;
+    rc.max_entries_per_msg = cfg.max_entries_per_msg;
+    rc.max_inflight_msgs = cfg.max_inflight_msgs;
     rc.bugs = cfg.core_bugs.clone();
     let raft = Raft::new(rc, persisted).context("starting the Raft core")?;
 

@@ -2,16 +2,19 @@
 //! fault kinds a user asks for with `--nemesis` ([`KINDS`]: each kind's
 //! name, description, how it starts and ends, and its colour in the
 //! report), the parsed `--nemesis` argument with its parameters ([`Plan`]),
-//! and the seeded [`Scheduler`](schedule::Scheduler). It only decides; the
-//! cluster (proxies and supervisor) carries faults out.
+//! the seeded [`Scheduler`](schedule::Scheduler) and the scripted schedules
+//! ([`script`]). It only decides; the cluster (proxies and supervisor)
+//! carries faults out.
 
 pub mod schedule;
+pub mod script;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 pub use schedule::{PartitionShape, Scheduler, Target, View, partition, targets};
+pub use script::{SCRIPTS, ScriptKind, ScriptPlan};
 
 /// A family of faults the user can ask for with `--nemesis`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -52,6 +55,9 @@ pub struct KindInfo {
     pub start: &'static str,
     /// The `f` of the fault that ends it.
     pub end: &'static str,
+    /// The `f` of faults that change it without starting or ending it (the
+    /// finer steps of scripted schedules).
+    pub steps: &'static [&'static str],
     /// Its colour in the report's plots.
     pub colour: &'static str,
 }
@@ -66,6 +72,7 @@ pub const KINDS: [KindInfo; 8] = [
                    reject (reset connections instead of dropping bytes)",
         start: "partition",
         end: "heal",
+        steps: &["repartition"],
         colour: "#9467bd",
     },
     KindInfo {
@@ -75,6 +82,7 @@ pub const KINDS: [KindInfo; 8] = [
         variants: "targets one, minority, majority, leader, all",
         start: "kill",
         end: "restart",
+        steps: &["revive"],
         colour: "#8c564b",
     },
     KindInfo {
@@ -84,6 +92,7 @@ pub const KINDS: [KindInfo; 8] = [
         variants: "targets one, minority, majority, leader, all",
         start: "pause",
         end: "resume",
+        steps: &[],
         colour: "#e377c2",
     },
     KindInfo {
@@ -93,6 +102,7 @@ pub const KINDS: [KindInfo; 8] = [
         variants: "LATENCY[~JITTER] e.g. 100ms~20ms; peers (default), clients, all-links",
         start: "delay",
         end: "clear-links",
+        steps: &[],
         colour: "#17becf",
     },
     KindInfo {
@@ -102,6 +112,7 @@ pub const KINDS: [KindInfo; 8] = [
         variants: "PERCENT e.g. 20%; peers (default), clients, all-links",
         start: "loss",
         end: "clear-links",
+        steps: &[],
         colour: "#bcbd22",
     },
     KindInfo {
@@ -111,6 +122,7 @@ pub const KINDS: [KindInfo; 8] = [
         variants: "SIZE per second e.g. 64KiB, 1MiB; peers (default), clients, all-links",
         start: "bandwidth",
         end: "clear-links",
+        steps: &[],
         colour: "#ff7f0e",
     },
     KindInfo {
@@ -120,6 +132,7 @@ pub const KINDS: [KindInfo; 8] = [
         variants: "actions bump, strobe, fast, slow; targets one, minority, majority, leader, all; SECONDS for bump (e.g. 10s)",
         start: "clock",
         end: "clock-reset",
+        steps: &[],
         colour: "#7f7f7f",
     },
     KindInfo {
@@ -129,6 +142,7 @@ pub const KINDS: [KindInfo; 8] = [
         variants: "actions power-cut, torn, corrupt, full; targets one, minority, majority, leader, all (default majority, all)",
         start: "disk",
         end: "disk-heal",
+        steps: &[],
         colour: "#393b79",
     },
 ];
@@ -353,6 +367,18 @@ pub enum Fault {
         #[serde(default)]
         mode: CutMode,
     },
+    /// The cut becomes exactly these directed links: links cut before and
+    /// not listed heal, in one step (a scripted schedule moving a partition
+    /// without a moment of full connectivity).
+    Repartition {
+        /// The shape that produced the cut.
+        shape: PartitionShape,
+        /// Directed links cut from now on.
+        cut: Vec<[String; 2]>,
+        /// Dropped bytes or reset connections.
+        #[serde(default)]
+        mode: CutMode,
+    },
     /// Remove every partition.
     Heal,
     /// SIGKILL these nodes.
@@ -364,6 +390,12 @@ pub enum Fault {
     },
     /// Restart every killed node on its data directory.
     Restart,
+    /// Restart these killed nodes on their data directories (others stay
+    /// down).
+    Revive {
+        /// The nodes.
+        nodes: Vec<String>,
+    },
     /// SIGSTOP these nodes.
     Pause {
         /// How the nodes were chosen.
@@ -435,9 +467,11 @@ impl Fault {
     pub fn name(&self) -> &'static str {
         match self {
             Fault::Partition { .. } => "partition",
+            Fault::Repartition { .. } => "repartition",
             Fault::Heal => "heal",
             Fault::Kill { .. } => "kill",
             Fault::Restart => "restart",
+            Fault::Revive { .. } => "revive",
             Fault::Pause { .. } => "pause",
             Fault::Resume => "resume",
             Fault::LinkDelay { .. } => "delay",
@@ -464,7 +498,11 @@ impl Fault {
                 CutMode::Blackhole => format!("partition {}", shape.name()),
                 CutMode::Reject => format!("partition {} (reject)", shape.name()),
             },
+            Fault::Repartition { shape, cut, .. } => {
+                format!("repartition {} ({} links cut)", shape.name(), cut.len())
+            }
             Fault::Kill { nodes, .. } => format!("kill {}", nodes.join(",")),
+            Fault::Revive { nodes } => format!("revive {}", nodes.join(",")),
             Fault::Pause { nodes, .. } => format!("pause {}", nodes.join(",")),
             Fault::LinkDelay {
                 latency_ms,
@@ -535,6 +573,9 @@ pub struct Plan {
     /// What disk faults do.
     #[serde(default = "all_disk_choices")]
     pub disk_actions: Vec<DiskChoice>,
+    /// A scripted schedule, which then runs alone (`kinds` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ScriptPlan>,
 }
 
 /// A power cut below a majority is, for a quorum system's durability, a
@@ -587,6 +628,7 @@ impl Default for Plan {
             clock_actions: all_clock_actions(),
             disk: quorum_targets(),
             disk_actions: all_disk_choices(),
+            script: None,
         }
     }
 }
@@ -596,13 +638,30 @@ impl Plan {
     /// `all` every kind), each optionally followed by `:` and `+`-joined
     /// parameters (see [`KindInfo::variants`]), e.g.
     /// `partition:isolate-leader+reject,kill:majority+all,delay:100ms~20ms+clients`.
+    /// `script:NAME[+DELAY]` names a scripted schedule ([`script::SCRIPTS`]),
+    /// which runs alone.
     pub fn parse(s: &str) -> Result<Plan, String> {
         let mut plan = Plan::default();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parts: Vec<&str> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        for part in &parts {
+            let part = *part;
             let (name, params) = match part.split_once(':') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
                 None => (part, None),
             };
+            if name == script::PREFIX {
+                if parts.len() > 1 {
+                    return Err(format!(
+                        "`{part}`: a script runs alone, not beside other kinds"
+                    ));
+                }
+                plan.script = Some(ScriptPlan::parse(params.unwrap_or_default())?);
+                continue;
+            }
             match name {
                 "none" | "all" if params.is_some() => {
                     return Err(format!("`{part}`: {name} takes no parameters"));
@@ -617,8 +676,14 @@ impl Plan {
             let Some(kind) = NemesisKind::by_name(name) else {
                 let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
                 return Err(format!(
-                    "unknown nemesis `{name}`; known: {}, all, none",
-                    known.join(", ")
+                    "unknown nemesis `{name}`; known: {}, all, none, {}:NAME ({})",
+                    known.join(", "),
+                    script::PREFIX,
+                    SCRIPTS
+                        .iter()
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             };
             plan.kinds.push(kind);
@@ -819,8 +884,16 @@ impl Plan {
         })
     }
 
-    /// `partition,kill,pause`, or `none`.
+    /// Whether any fault will be injected (kinds, or a script).
+    pub fn any(&self) -> bool {
+        !self.kinds.is_empty() || self.script.is_some()
+    }
+
+    /// `partition,kill,pause`, `script:NAME+DELAY`, or `none`.
     pub fn names(&self) -> String {
+        if let Some(s) = &self.script {
+            return s.arg();
+        }
         if self.kinds.is_empty() {
             return "none".to_string();
         }
@@ -890,6 +963,45 @@ mod tests {
         let old: Fault = serde_json::from_str(r#"{"f":"link-delay","latency_ms":5,"jitter_ms":1}"#)
             .expect("old");
         assert_eq!(old.name(), "delay");
+        // A script's finer steps belong to a kind without starting or
+        // ending it, and read back as they were written.
+        for step in [
+            Fault::Repartition {
+                shape: PartitionShape::Scripted,
+                cut: vec![["n1".into(), "n2".into()]],
+                mode: CutMode::Blackhole,
+            },
+            Fault::Revive {
+                nodes: vec!["n3".into()],
+            },
+        ] {
+            assert!(KINDS.iter().any(|k| k.steps.contains(&step.name())));
+            assert_eq!(semantics(step.name()), (None, vec![]));
+            let json = serde_json::to_string(&step).expect("json");
+            assert_eq!(serde_json::from_str::<Fault>(&json).expect("back"), step);
+        }
+    }
+
+    #[test]
+    fn a_script_is_named_alone() {
+        let p = Plan::parse("script:figure-8").expect("ok");
+        assert!(p.kinds.is_empty() && p.any());
+        assert_eq!(p.script.as_ref().map(|s| s.kind), Some(ScriptKind::Figure8));
+        assert_eq!(p.names(), "script:figure-8+40ms");
+        assert!(!Plan::parse("none").expect("ok").any());
+        let e = Plan::parse("kill,script:vote-loss").expect_err("not alone");
+        assert!(e.contains("runs alone"), "{e}");
+        let e = Plan::parse("flood").expect_err("unknown");
+        assert!(e.contains("script:NAME (vote-loss, figure-8)"), "{e}");
+        // Settings stored before scripts existed still read.
+        let mut v = serde_json::to_value(Plan::parse("kill").expect("ok")).expect("json");
+        v.as_object_mut().expect("object").remove("script");
+        assert!(
+            serde_json::from_value::<Plan>(v)
+                .expect("old plan")
+                .script
+                .is_none()
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum PartitionShape {
     /// One node's outbound links cut (it hears the others, they do not hear
     /// it), or its inbound links (it talks, hears nothing).
     OneWay,
+    /// Groups a scripted schedule chose (never drawn; the fault lists its
+    /// links).
+    Scripted,
 }
 
 impl PartitionShape {
@@ -48,6 +51,7 @@ impl PartitionShape {
             PartitionShape::MajoritiesRing => "majorities-ring",
             PartitionShape::Bridge => "bridge",
             PartitionShape::OneWay => "one-way",
+            PartitionShape::Scripted => "scripted",
         }
     }
 }
@@ -66,6 +70,8 @@ pub enum Target {
     Leader,
     /// Every node.
     All,
+    /// Nodes a scripted schedule chose (never drawn; the fault names them).
+    Scripted,
 }
 
 impl Target {
@@ -86,6 +92,7 @@ impl Target {
             Target::Majority => "majority",
             Target::Leader => "leader",
             Target::All => "all",
+            Target::Scripted => "scripted",
         }
     }
 }
@@ -280,6 +287,8 @@ pub fn targets(target: Target, view: &View, rng: &mut ChaCha8Rng) -> Vec<String>
             .take(n / 2 + 1)
             .collect(),
         Target::All => view.ids.clone(),
+        // A script names its nodes in the fault; nothing to draw.
+        Target::Scripted => Vec::new(),
     };
     nodes.sort();
     nodes
@@ -287,7 +296,7 @@ pub fn targets(target: Target, view: &View, rng: &mut ChaCha8Rng) -> Vec<String>
 
 /// Directed links `[from, to]` that cut the cluster into `groups`: every
 /// pair in different groups, both ways.
-fn cut_between(groups: &[Vec<String>]) -> Vec<[String; 2]> {
+pub(super) fn cut_between(groups: &[Vec<String>]) -> Vec<[String; 2]> {
     let mut cut = Vec::new();
     for (gi, a) in groups.iter().enumerate() {
         for (gj, b) in groups.iter().enumerate() {
@@ -304,7 +313,7 @@ fn cut_between(groups: &[Vec<String>]) -> Vec<[String; 2]> {
     cut
 }
 
-fn isolate(node: &str, ids: &[String]) -> Vec<[String; 2]> {
+pub(super) fn isolate(node: &str, ids: &[String]) -> Vec<[String; 2]> {
     let rest: Vec<String> = ids.iter().filter(|i| *i != node).cloned().collect();
     cut_between(&[vec![node.to_string()], rest])
 }
@@ -347,6 +356,8 @@ pub fn partition(shape: PartitionShape, view: &View, rng: &mut ChaCha8Rng) -> Ve
             let (a, b) = rest.split_at(rest.len() / 2);
             cut_between(&[a.to_vec(), b.to_vec()])
         }
+        // A script lists its links in the fault; nothing to draw.
+        PartitionShape::Scripted => Vec::new(),
         PartitionShape::OneWay => {
             let node = pick_one(view, rng, false);
             let outbound = rng.random_bool(0.5);

@@ -321,6 +321,15 @@ impl Db {
         self.spec.leader.is_some()
     }
 
+    /// Whether the leader probe reports a term (a JSON pointer for it, or
+    /// the client protocol's own status, which carries one).
+    pub fn has_term_probe(&self) -> bool {
+        self.spec
+            .leader
+            .as_ref()
+            .is_some_and(|l| l.term.is_some() || l.via_client)
+    }
+
     /// Whether the client side may resend an ambiguous attempt (the system
     /// applies a request with the same client and sequence number once).
     pub fn dedup(&self) -> bool {
