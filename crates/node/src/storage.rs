@@ -276,12 +276,17 @@ impl Storage {
             // A temp file is a write that never got renamed: it never counted.
             let _ = fs::remove_file(dir.join(format!("{leftover}.tmp")));
         }
-        // Without fsync, write-then-rename can leave an empty file after a
-        // power cut; the skip-fsync node takes it for a fresh start (the
-        // correct node never sees one, and refuses a damaged file).
+        // Without fsync, write-then-rename can leave an empty or torn file
+        // after a power cut; the skip-fsync node takes it for a fresh start
+        // (the correct node never sees one, and refuses a damaged file).
         let empty_is_absent = !opts.fsync;
-        let hard_state = read_hard_state(dir, empty_is_absent)?;
-        let snapshot = read_snapshot(dir, empty_is_absent)?;
+        let hard_state = damaged_is_absent(
+            read_hard_state(dir, empty_is_absent),
+            empty_is_absent,
+            HardState::default(),
+        )?;
+        let snapshot =
+            damaged_is_absent(read_snapshot(dir, empty_is_absent), empty_is_absent, None)?;
         let snapshot_index = snapshot.as_ref().map_or(0, |s| s.meta.index);
 
         let mut firsts = Vec::new();
@@ -717,6 +722,22 @@ impl SnapshotWriter {
     }
 }
 
+/// With `lenient` (the skip-fsync node, whose files a power cut may tear),
+/// a damaged hard state or snapshot file counts as absent, with a warning.
+fn damaged_is_absent<T>(
+    read: Result<T, StorageError>,
+    lenient: bool,
+    absent: T,
+) -> Result<T, StorageError> {
+    match read {
+        Err(StorageError::CorruptFile { path, reason }) if lenient => {
+            tracing::warn!(file = %path.display(), %reason, "damaged file of a node that never fsyncs: ignoring it");
+            Ok(absent)
+        }
+        r => r,
+    }
+}
+
 fn read_hard_state(dir: &Path, empty_is_absent: bool) -> Result<HardState, StorageError> {
     let path = dir.join(HARD_STATE_FILE);
     let bytes = match fs::read(&path) {
@@ -1052,6 +1073,13 @@ mod tests {
             fsync: false,
             ..StorageOptions::default()
         };
+        let (_, p) = Storage::open(dir.path(), no_fsync.clone()).unwrap();
+        assert_eq!(p.hard_state, HardState::default());
+        // A torn one (a prefix of its last write survived the power cut):
+        // refused by the correct storage, a fresh start without fsync.
+        fs::write(&path, b"\x01\x02").unwrap();
+        let err = Storage::open(dir.path(), StorageOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("too short"), "{err}");
         let (_, p) = Storage::open(dir.path(), no_fsync).unwrap();
         assert_eq!(p.hard_state, HardState::default());
     }
