@@ -117,7 +117,8 @@ async fn run_async(
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     let interrupted = interrupt.is_cancelled();
-    let judgement = verdict::judge(workload.as_ref(), &events);
+    let mut judgement = verdict::judge(workload.as_ref(), &events);
+    verdict::require_final_reads(&mut judgement, ran.as_ref().and_then(|r| r.final_reads));
     let mut exit = match (&harness_error, &judgement.verdict) {
         (_, Verdict::Invalid { .. }) => Exit::Invalid,
         (Some(_), _) => Exit::Error,

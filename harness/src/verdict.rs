@@ -57,7 +57,61 @@ pub fn judge(workload: &dyn Workload, events: &[Event]) -> Judgement {
     j
 }
 
+/// A valid verdict needs the final reads: when the workload asked for some
+/// and none succeeded, the cluster never came back after the faults healed,
+/// so nothing acknowledged was read back at the end and the run is unknown.
+pub fn require_final_reads(j: &mut Judgement, final_reads: Option<(usize, usize)>) {
+    let Some((0, asked)) = final_reads else {
+        return;
+    };
+    if asked == 0 || j.verdict != Verdict::Valid {
+        return;
+    }
+    let reason = format!(
+        "none of the {asked} final reads succeeded: the system did not recover after the \
+         faults healed, so what it acknowledged was never read back"
+    );
+    j.summary = format!("{}; {reason}", j.summary);
+    j.detail["final_reads"] = json!({"ok": 0, "asked": asked});
+    j.verdict = Verdict::Unknown { reason };
+}
+
 /// The verdict's name: `valid`, `invalid` or `unknown`.
 pub fn name(j: &Judgement) -> &'static str {
     j.verdict.name()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_checkers::Checker;
+
+    fn valid() -> Judgement {
+        Judgement {
+            checker: Checker::Set,
+            verdict: Verdict::Valid,
+            summary: "set: ok".into(),
+            detail: json!({}),
+            check_ms: 0.0,
+            shrink_ms: 0.0,
+            partitions: 0,
+        }
+    }
+
+    #[test]
+    fn a_valid_run_whose_final_reads_all_failed_is_unknown() {
+        let mut j = valid();
+        require_final_reads(&mut j, Some((0, 3)));
+        let Verdict::Unknown { reason } = &j.verdict else {
+            panic!("{:?}", j.verdict);
+        };
+        assert!(reason.contains("none of the 3 final reads"), "{reason}");
+        // One final read that succeeded, none asked, or no final phase at
+        // all (an interrupted run) leave the verdict alone.
+        for reads in [Some((1, 3)), Some((0, 0)), None] {
+            let mut j = valid();
+            require_final_reads(&mut j, reads);
+            assert_eq!(j.verdict, Verdict::Valid, "{reads:?}");
+        }
+    }
 }
