@@ -341,6 +341,17 @@ impl DiskChoice {
         DiskChoice::Full,
     ];
 
+    /// How often the nemesis draws it, relative to the others: lost
+    /// unsynced writes (plain or torn) are what the disk nemesis is for, so
+    /// power cuts come three times as often as a damaged file or a full
+    /// disk.
+    pub fn weight(self) -> u32 {
+        match self {
+            DiskChoice::PowerCut | DiskChoice::Torn => 3,
+            DiskChoice::Corrupt | DiskChoice::Full => 1,
+        }
+    }
+
     /// Its name.
     pub fn name(self) -> &'static str {
         match self {

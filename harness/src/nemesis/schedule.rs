@@ -207,7 +207,8 @@ impl Scheduler {
                 links: p.bandwidth.links,
             },
             NemesisKind::Disk => {
-                let choice = p.disk_actions[self.rng.random_range(0..p.disk_actions.len())];
+                let weights: Vec<u32> = p.disk_actions.iter().map(|c| c.weight()).collect();
+                let choice = p.disk_actions[faultline_workloads::pick(&mut self.rng, &weights)];
                 let drawn = p.disk[self.rng.random_range(0..p.disk.len())];
                 let torn = self.rng.random_range(0.1..0.9);
                 let flip = self.rng.random_bool(0.5);
