@@ -112,8 +112,12 @@ impl Summary<'_> {
                 checker.holds()
             ),
             (Exit::Invalid, _) => format!(
-                "Invalid: the history {}; see results.json for the witness.",
-                checker.broken()
+                "Invalid: the history {}; see results.json for the witness.{}",
+                checker.broken(),
+                self.judgement.detail["caveat"]
+                    .as_str()
+                    .map(|c| format!(" Caveat: {c}."))
+                    .unwrap_or_default()
             ),
             (Exit::Unknown, true) => {
                 "Unknown: the run was interrupted; what it recorded shows no violation.".to_string()

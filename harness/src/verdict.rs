@@ -76,6 +76,22 @@ pub fn require_final_reads(j: &mut Judgement, final_reads: Option<(usize, usize)
     j.verdict = Verdict::Unknown { reason };
 }
 
+/// An invalid run with lease reads and clock faults may show the lease's
+/// stated assumption failing (clocks that run at the rate the lease
+/// assumes), not a bug: the verdict stands, with that caveat in words.
+pub fn note_lease_assumption(j: &mut Judgement, lease_reads: bool, clock_faults: u64) {
+    if !lease_reads || clock_faults == 0 || !matches!(j.verdict, Verdict::Invalid { .. }) {
+        return;
+    }
+    let caveat = format!(
+        "reads were lease reads and {clock_faults} clock fault(s) changed nodes' clocks: a \
+         lease is safe only while clocks run at the rate it assumes, so this may be that \
+         assumption failing rather than a bug (rerun with --read-mode linearizable to tell)"
+    );
+    j.summary = format!("{}; caveat: {caveat}", j.summary);
+    j.detail["caveat"] = json!(caveat);
+}
+
 /// The verdict's name: `valid`, `invalid` or `unknown`.
 pub fn name(j: &Judgement) -> &'static str {
     j.verdict.name()
@@ -112,6 +128,38 @@ mod tests {
             let mut j = valid();
             require_final_reads(&mut j, reads);
             assert_eq!(j.verdict, Verdict::Valid, "{reads:?}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_lease_read_run_under_clock_faults_carries_the_caveat() {
+        let invalid = || Judgement {
+            verdict: Verdict::Invalid {
+                key: None,
+                witness: Box::new(faultline_checkers::Witness {
+                    op: None,
+                    prefix: vec![],
+                    state: String::new(),
+                    minimal: vec![],
+                    minimal_complete: true,
+                    explanation: "stale read".into(),
+                }),
+            },
+            ..valid()
+        };
+        let mut j = invalid();
+        note_lease_assumption(&mut j, true, 2);
+        assert!(matches!(j.verdict, Verdict::Invalid { .. }));
+        assert!(
+            j.detail["caveat"]
+                .as_str()
+                .is_some_and(|c| c.contains("lease"))
+        );
+        assert!(j.summary.contains("caveat"), "{}", j.summary);
+        for (lease, clocks) in [(false, 2), (true, 0)] {
+            let mut j = invalid();
+            note_lease_assumption(&mut j, lease, clocks);
+            assert!(j.detail.get("caveat").is_none(), "{lease} {clocks}");
         }
     }
 }

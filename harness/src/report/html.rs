@@ -66,6 +66,14 @@ pub struct Page<'a> {
 
 fn verdict_sentence(p: &Page<'_>) -> String {
     let n = p.run.ops.len();
+    let sentence = verdict_only(p, n);
+    match find_str(&p.run.results, "caveat") {
+        Some(c) if p.verdict == "invalid" => format!("{sentence} Caveat: {c}."),
+        _ => sentence,
+    }
+}
+
+fn verdict_only(p: &Page<'_>, n: usize) -> String {
     match p.verdict.as_str() {
         "valid" => format!("The {n} operations of this history are consistent with the model."),
         "invalid" => match p.witness {
