@@ -211,10 +211,9 @@ impl Scheduler {
                 let choice = p.disk_actions[faultline_workloads::pick(&mut self.rng, &weights)];
                 let drawn = p.disk[self.rng.random_range(0..p.disk.len())];
                 let torn = self.rng.random_range(0.1..0.9);
-                let flip = self.rng.random_bool(0.5);
                 let seed = self.rng.random::<u64>();
                 // Damage is for one node that is down while others carry on.
-                let target = if choice == DiskChoice::Corrupt {
+                let target = if matches!(choice, DiskChoice::Corrupt | DiskChoice::Truncate) {
                     Target::One
                 } else {
                     drawn
@@ -223,7 +222,8 @@ impl Scheduler {
                 let action = match choice {
                     DiskChoice::PowerCut => DiskAction::PowerCut { torn: None },
                     DiskChoice::Torn => DiskAction::PowerCut { torn: Some(torn) },
-                    DiskChoice::Corrupt => DiskAction::Corrupt { flip, seed },
+                    DiskChoice::Corrupt => DiskAction::Corrupt { flip: true, seed },
+                    DiskChoice::Truncate => DiskAction::Corrupt { flip: false, seed },
                     DiskChoice::Full => DiskAction::Full,
                 };
                 Fault::Disk {
