@@ -115,6 +115,8 @@ pub struct Scheduler {
     plan: Plan,
     round: Vec<NemesisKind>,
     active: Vec<NemesisKind>,
+    /// Nodes whose files a disk fault damaged (they may never start again).
+    damaged: Vec<String>,
 }
 
 impl Scheduler {
@@ -127,6 +129,7 @@ impl Scheduler {
             plan,
             round: Vec::new(),
             active: Vec::new(),
+            damaged: Vec::new(),
         }
     }
 
@@ -208,17 +211,32 @@ impl Scheduler {
             },
             NemesisKind::Disk => {
                 let weights: Vec<u32> = p.disk_actions.iter().map(|c| c.weight()).collect();
-                let choice = p.disk_actions[faultline_workloads::pick(&mut self.rng, &weights)];
+                let mut choice = p.disk_actions[faultline_workloads::pick(&mut self.rng, &weights)];
                 let drawn = p.disk[self.rng.random_range(0..p.disk.len())];
                 let torn = self.rng.random_range(0.1..0.9);
                 let seed = self.rng.random::<u64>();
-                // Damage is for one node that is down while others carry on.
-                let target = if matches!(choice, DiskChoice::Corrupt | DiskChoice::Truncate) {
-                    Target::One
+                // Damage is for one node that stays down while the others
+                // carry on: a damaged node may refuse to start for the rest
+                // of the run, so over a run the damaged nodes stay a
+                // minority (a power cut instead, once they would not).
+                let damages =
+                    |c: DiskChoice| matches!(c, DiskChoice::Corrupt | DiskChoice::Truncate);
+                let minority = view.ids.len().saturating_sub(1) / 2;
+                if damages(choice) && self.damaged.len() >= minority {
+                    choice = DiskChoice::PowerCut;
+                }
+                let (target, nodes) = if damages(choice) {
+                    let undamaged: Vec<&String> = view
+                        .ids
+                        .iter()
+                        .filter(|i| !self.damaged.contains(i))
+                        .collect();
+                    let one = undamaged[self.rng.random_range(0..undamaged.len())].clone();
+                    self.damaged.push(one.clone());
+                    (Target::One, vec![one])
                 } else {
-                    drawn
+                    (drawn, targets(drawn, view, &mut self.rng))
                 };
-                let nodes = targets(target, view, &mut self.rng);
                 let action = match choice {
                     DiskChoice::PowerCut => DiskAction::PowerCut { torn: None },
                     DiskChoice::Torn => DiskAction::PowerCut { torn: Some(torn) },
@@ -415,6 +433,38 @@ mod tests {
                 }
                 _ => {}
             }
+        }
+    }
+
+    #[test]
+    fn damaged_disks_stay_a_minority_over_a_run() {
+        for (n, most) in [(3, 1), (4, 1), (5, 2), (2, 0)] {
+            let v = view(n);
+            let mut s = Scheduler::new(n as u64, Plan::parse("disk:corrupt").expect("ok"));
+            let mut damaged = BTreeSet::new();
+            let mut power_cuts = 0;
+            for _ in 0..60 {
+                match s.next(&v) {
+                    Some(Fault::Disk {
+                        nodes,
+                        action: DiskAction::Corrupt { .. },
+                        ..
+                    }) => {
+                        assert_eq!(nodes.len(), 1);
+                        assert!(damaged.insert(nodes[0].clone()), "{nodes:?} damaged twice");
+                    }
+                    Some(Fault::Disk {
+                        action: DiskAction::PowerCut { .. },
+                        ..
+                    }) => power_cuts += 1,
+                    _ => {}
+                }
+            }
+            assert_eq!(damaged.len(), most, "{n} nodes: {damaged:?}");
+            assert!(
+                power_cuts > 0,
+                "{n} nodes: a power cut once damage would reach a majority"
+            );
         }
     }
 
