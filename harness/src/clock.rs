@@ -111,9 +111,9 @@ pub fn env(library: &Path, file: &Path) -> Vec<(String, String)> {
 }
 
 /// libfaketime's text for an offset in milliseconds and a rate.
-fn spec(offset_ms: i64, rate: f64) -> String {
-    let sign = if offset_ms < 0 { '-' } else { '+' };
-    let secs = offset_ms.unsigned_abs() as f64 / 1000.0;
+fn spec(offset_ms: f64, rate: f64) -> String {
+    let sign = if offset_ms < 0.0 { '-' } else { '+' };
+    let secs = offset_ms.abs().round() / 1000.0;
     if (rate - 1.0).abs() < f64::EPSILON {
         format!("{sign}{secs}\n")
     } else {
@@ -122,40 +122,73 @@ fn spec(offset_ms: i64, rate: f64) -> String {
 }
 
 /// One node's clock file, and a strobe that may be flipping it.
+///
+/// libfaketime computes a process's time as `real + offset + (real -
+/// start) × (rate - 1)`, `start` being when the process started: a new rate
+/// written as it is would move the clock by the whole time the process has
+/// run (and a return to the real rate would move it back as far, stalling
+/// every timer for that long). So a rate change also moves the offset by
+/// what keeps the clock where it is, and the end of a fault brings back the
+/// real rate, keeping the skew the clock gained: only bumps and strobes
+/// jump a clock.
 #[derive(Debug)]
 pub struct NodeClock {
     file: PathBuf,
     strobe: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    offset_ms: f64,
+    rate: f64,
 }
 
 impl NodeClock {
     /// A clock at real time, read from `file`.
     pub fn new(file: PathBuf) -> Result<NodeClock> {
-        let c = NodeClock { file, strobe: None };
-        c.write(0, 1.0)?;
+        let c = NodeClock {
+            file,
+            strobe: None,
+            offset_ms: 0.0,
+            rate: 1.0,
+        };
+        c.write(0.0)?;
         Ok(c)
     }
 
-    fn write(&self, offset_ms: i64, rate: f64) -> Result<()> {
-        write_atomic(&self.file, &spec(offset_ms, rate))
+    fn write(&self, extra_ms: f64) -> Result<()> {
+        write_atomic(&self.file, &spec(self.offset_ms + extra_ms, self.rate))
     }
 
-    /// Applies `action`; a strobe runs on a thread until [`NodeClock::reset`].
-    pub fn apply(&mut self, action: ClockAction) -> Result<()> {
+    /// Moves to `rate`, the clock staying where it is for a process that
+    /// started `running` ago (none: not running; it starts afresh).
+    fn set_rate(&mut self, rate: f64, running: Option<Duration>) {
+        let ran_ms = running.unwrap_or_default().as_secs_f64() * 1000.0;
+        self.offset_ms += ran_ms * (self.rate - rate);
+        self.rate = rate;
+    }
+
+    /// Applies `action` to the clock of a process that started `running`
+    /// ago; a strobe runs on a thread until [`NodeClock::reset`].
+    pub fn apply(&mut self, action: ClockAction, running: Option<Duration>) -> Result<()> {
         self.stop_strobe();
         match action {
-            ClockAction::Bump { ms } => self.write(ms, 1.0),
-            ClockAction::Rate { rate } => self.write(0, rate),
+            ClockAction::Bump { ms } => {
+                self.offset_ms += ms as f64;
+                self.write(0.0)
+            }
+            ClockAction::Rate { rate } => {
+                self.set_rate(rate, running);
+                self.write(0.0)
+            }
             ClockAction::Strobe { ms, period_ms } => {
                 let stop = Arc::new(AtomicBool::new(false));
                 let (file, flag) = (self.file.clone(), stop.clone());
+                let (base, rate) = (self.offset_ms, self.rate);
                 let thread = std::thread::Builder::new()
                     .name("faultline-clock-strobe".into())
                     .spawn(move || {
                         let mut on = false;
                         while !flag.load(Ordering::Relaxed) {
                             on = !on;
-                            let _ = write_atomic(&file, &spec(if on { ms } else { 0 }, 1.0));
+                            let extra = if on { ms as f64 } else { 0.0 };
+                            let _ = write_atomic(&file, &spec(base + extra, rate));
                             std::thread::sleep(Duration::from_millis(period_ms.max(1)));
                         }
                     })
@@ -174,10 +207,12 @@ impl NodeClock {
         }
     }
 
-    /// Back to real time.
-    pub fn reset(&mut self) -> Result<()> {
+    /// Ends a fault: the real rate again, no strobe, and the skew gained so
+    /// far kept (a clock never jumps back at the end of a fault).
+    pub fn reset(&mut self, running: Option<Duration>) -> Result<()> {
         self.stop_strobe();
-        self.write(0, 1.0)
+        self.set_rate(1.0, running);
+        self.write(0.0)
     }
 }
 
@@ -200,10 +235,11 @@ mod tests {
 
     #[test]
     fn specs_are_what_libfaketime_reads() {
-        assert_eq!(spec(0, 1.0), "+0\n");
-        assert_eq!(spec(5000, 1.0), "+5\n");
-        assert_eq!(spec(-2500, 1.0), "-2.5\n");
-        assert_eq!(spec(0, 0.5), "+0 x0.5\n");
+        assert_eq!(spec(0.0, 1.0), "+0\n");
+        assert_eq!(spec(5000.0, 1.0), "+5\n");
+        assert_eq!(spec(-2500.0, 1.0), "-2.5\n");
+        assert_eq!(spec(0.0, 0.5), "+0 x0.5\n");
+        assert_eq!(spec(1234.4, 2.0), "+1.234 x2\n");
     }
 
     #[test]
@@ -229,26 +265,37 @@ mod tests {
         let f = dir.join("n1.faketime");
         let mut c = NodeClock::new(f.clone()).unwrap();
         let read = || std::fs::read_to_string(&f).unwrap();
+        let ran = |s: u64| Some(Duration::from_secs(s));
         assert_eq!(read(), "+0\n");
-        c.apply(ClockAction::Bump { ms: -5000 }).unwrap();
+        c.apply(ClockAction::Bump { ms: -5000 }, ran(1)).unwrap();
         assert_eq!(read(), "-5\n");
-        c.apply(ClockAction::Rate { rate: 2.0 }).unwrap();
-        assert_eq!(read(), "+0 x2\n");
-        c.apply(ClockAction::Strobe {
-            ms: 1000,
-            period_ms: 1,
-        })
+        // Twice as fast from 10 s into the process: libfaketime would add
+        // the 10 s already run; the offset takes them back.
+        c.apply(ClockAction::Rate { rate: 2.0 }, ran(10)).unwrap();
+        assert_eq!(read(), "-15 x2\n");
+        c.apply(
+            ClockAction::Strobe {
+                ms: 1000,
+                period_ms: 1,
+            },
+            ran(11),
+        )
         .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while read() != "+1\n" {
+        while read() != "-14 x2\n" {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the strobe never flipped"
             );
             std::thread::yield_now();
         }
-        c.reset().unwrap();
-        assert_eq!(read(), "+0\n");
+        // At 12 s the clock is 15 s behind plus 12 s gained at 2x: -3 s,
+        // which the real rate keeps.
+        c.reset(ran(12)).unwrap();
+        assert_eq!(read(), "-3\n");
+        // A node that is not running starts afresh: nothing to carry.
+        c.apply(ClockAction::Rate { rate: 0.5 }, None).unwrap();
+        assert_eq!(read(), "-3 x0.5\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

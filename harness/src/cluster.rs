@@ -582,7 +582,8 @@ impl Cluster {
                     bail!("the nodes were started without libfaketime");
                 }
                 for n in nodes {
-                    clocks[self.index_of(n)?].apply(*action)?;
+                    let running = self.supervisor.running_for(n)?;
+                    clocks[self.index_of(n)?].apply(*action, running)?;
                 }
                 Ok(format!("clocks of {}: {}", nodes.join(" "), action.name()))
             }
@@ -673,8 +674,8 @@ impl Cluster {
 
     fn reset_clocks(&self) -> Result<()> {
         let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
-        for c in clocks.iter_mut() {
-            c.reset()?;
+        for (c, id) in clocks.iter_mut().zip(self.ids()) {
+            c.reset(self.supervisor.running_for(&id)?)?;
         }
         Ok(())
     }

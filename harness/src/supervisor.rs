@@ -120,6 +120,8 @@ struct Slot {
     state: ProcState,
     /// An exit the supervisor did not cause, once seen.
     unexpected_exit: Option<String>,
+    /// When its process was last started.
+    started: Option<std::time::Instant>,
 }
 
 /// Owns every node process of one cluster (and helper processes such as
@@ -287,6 +289,7 @@ impl Supervisor {
                 child: None,
                 state: ProcState::Killed,
                 unexpected_exit: None,
+                started: None,
             })
             .collect();
         Supervisor {
@@ -302,6 +305,7 @@ impl Supervisor {
             child: None,
             state: ProcState::Killed,
             unexpected_exit: None,
+            started: None,
         });
     }
 
@@ -342,7 +346,15 @@ impl Supervisor {
         slot.child = Some(child);
         slot.state = ProcState::Running;
         slot.unexpected_exit = None;
+        slot.started = Some(std::time::Instant::now());
         Ok(())
+    }
+
+    /// How long one node's process has run, if it runs (paused included).
+    pub fn running_for(&self, id: &str) -> Result<Option<std::time::Duration>> {
+        let mut slots = lock(&self.slots);
+        let slot = find_mut(&mut slots, id)?;
+        Ok(slot.child.as_ref().and(slot.started).map(|t| t.elapsed()))
     }
 
     /// SIGKILLs one node's process group and reaps it.
