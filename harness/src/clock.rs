@@ -128,9 +128,9 @@ fn spec(offset_ms: f64, rate: f64) -> String {
 /// written as it is would move the clock by the whole time the process has
 /// run (and a return to the real rate would move it back as far, stalling
 /// every timer for that long). So a rate change also moves the offset by
-/// what keeps the clock where it is, and the end of a fault brings back the
-/// real rate, keeping the skew the clock gained: only bumps and strobes
-/// jump a clock.
+/// what keeps the clock where it is. The end of a fault brings back the
+/// real rate and never sets a clock back: one that fell behind catches up
+/// at once, one that ran ahead stays ahead.
 #[derive(Debug)]
 pub struct NodeClock {
     file: PathBuf,
@@ -207,11 +207,14 @@ impl NodeClock {
         }
     }
 
-    /// Ends a fault: the real rate again, no strobe, and the skew gained so
-    /// far kept (a clock never jumps back at the end of a fault).
+    /// Ends a fault: the real rate again and no strobe; a clock behind real
+    /// time jumps forward to it, one ahead stays ahead. A clock never jumps
+    /// back at the end of a fault: CLOCK_MONOTONIC, which libfaketime moves
+    /// too, would hold every timer of the node for as long.
     pub fn reset(&mut self, running: Option<Duration>) -> Result<()> {
         self.stop_strobe();
         self.set_rate(1.0, running);
+        self.offset_ms = self.offset_ms.max(0.0);
         self.write(0.0)
     }
 }
@@ -289,13 +292,18 @@ mod tests {
             );
             std::thread::yield_now();
         }
-        // At 12 s the clock is 15 s behind plus 12 s gained at 2x: -3 s,
-        // which the real rate keeps.
+        // At 12 s the clock is 15 s behind plus 12 s gained at 2x: 3 s
+        // behind, so the end of the fault sets it to real time.
         c.reset(ran(12)).unwrap();
-        assert_eq!(read(), "-3\n");
+        assert_eq!(read(), "+0\n");
+        // Ahead of real time, it stays ahead at the end of a fault.
+        c.apply(ClockAction::Rate { rate: 2.0 }, ran(20)).unwrap();
+        assert_eq!(read(), "-20 x2\n");
+        c.reset(ran(25)).unwrap();
+        assert_eq!(read(), "+5\n");
         // A node that is not running starts afresh: nothing to carry.
         c.apply(ClockAction::Rate { rate: 0.5 }, None).unwrap();
-        assert_eq!(read(), "-3 x0.5\n");
+        assert_eq!(read(), "+5 x0.5\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
