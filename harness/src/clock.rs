@@ -1,7 +1,7 @@
 //! Clocks that lie, per node: nodes start with libfaketime preloaded
 //! (`LD_PRELOAD`), reading their offset and rate from a file of their own
-//! that faultline rewrites while they run (`nodes/<id>.faketime`: `+0`,
-//! `+5`, `-5`, `+0 x0.5`). Programs that read the clock without libc (Go
+//! that faultline rewrites while they run (`nodes/<id>.faketime`: `+0 x1`,
+//! `+5 x1`, `-5 x1`, `+0 x0.5`). Programs that read the clock without libc (Go
 //! binaries such as etcd) would ignore it: they are refused, never
 //! pretended.
 
@@ -110,15 +110,12 @@ pub fn env(library: &Path, file: &Path) -> Vec<(String, String)> {
     ]
 }
 
-/// libfaketime's text for an offset in milliseconds and a rate.
+/// libfaketime's text for an offset in milliseconds and a rate. The rate
+/// is always written: a spec without one keeps the rate read before.
 fn spec(offset_ms: f64, rate: f64) -> String {
     let sign = if offset_ms < 0.0 { '-' } else { '+' };
     let secs = offset_ms.abs().round() / 1000.0;
-    if (rate - 1.0).abs() < f64::EPSILON {
-        format!("{sign}{secs}\n")
-    } else {
-        format!("{sign}{secs} x{rate}\n")
-    }
+    format!("{sign}{secs} x{rate}\n")
 }
 
 /// One node's clock file, and a strobe that may be flipping it.
@@ -238,9 +235,9 @@ mod tests {
 
     #[test]
     fn specs_are_what_libfaketime_reads() {
-        assert_eq!(spec(0.0, 1.0), "+0\n");
-        assert_eq!(spec(5000.0, 1.0), "+5\n");
-        assert_eq!(spec(-2500.0, 1.0), "-2.5\n");
+        assert_eq!(spec(0.0, 1.0), "+0 x1\n");
+        assert_eq!(spec(5000.0, 1.0), "+5 x1\n");
+        assert_eq!(spec(-2500.0, 1.0), "-2.5 x1\n");
         assert_eq!(spec(0.0, 0.5), "+0 x0.5\n");
         assert_eq!(spec(1234.4, 2.0), "+1.234 x2\n");
     }
@@ -269,9 +266,9 @@ mod tests {
         let mut c = NodeClock::new(f.clone()).unwrap();
         let read = || std::fs::read_to_string(&f).unwrap();
         let ran = |s: u64| Some(Duration::from_secs(s));
-        assert_eq!(read(), "+0\n");
+        assert_eq!(read(), "+0 x1\n");
         c.apply(ClockAction::Bump { ms: -5000 }, ran(1)).unwrap();
-        assert_eq!(read(), "-5\n");
+        assert_eq!(read(), "-5 x1\n");
         // Twice as fast from 10 s into the process: libfaketime would add
         // the 10 s already run; the offset takes them back.
         c.apply(ClockAction::Rate { rate: 2.0 }, ran(10)).unwrap();
@@ -295,12 +292,12 @@ mod tests {
         // At 12 s the clock is 15 s behind plus 12 s gained at 2x: 3 s
         // behind, so the end of the fault sets it to real time.
         c.reset(ran(12)).unwrap();
-        assert_eq!(read(), "+0\n");
+        assert_eq!(read(), "+0 x1\n");
         // Ahead of real time, it stays ahead at the end of a fault.
         c.apply(ClockAction::Rate { rate: 2.0 }, ran(20)).unwrap();
         assert_eq!(read(), "-20 x2\n");
         c.reset(ran(25)).unwrap();
-        assert_eq!(read(), "+5\n");
+        assert_eq!(read(), "+5 x1\n");
         // A node that is not running starts afresh: nothing to carry.
         c.apply(ClockAction::Rate { rate: 0.5 }, None).unwrap();
         assert_eq!(read(), "+5 x0.5\n");
