@@ -119,7 +119,8 @@ async fn run_async(
     let interrupted = interrupt.is_cancelled();
     let mut judgement = verdict::judge(workload.as_ref(), &events);
     verdict::require_final_reads(&mut judgement, ran.as_ref().and_then(|r| r.final_reads));
-    let clock_faults = ran.as_ref().and_then(|r| r.faults.get("clock").copied());
+    let clock = crate::nemesis::NemesisKind::Clock.info().start;
+    let clock_faults = ran.as_ref().and_then(|r| r.faults.get(clock).copied());
     verdict::note_lease_assumption(
         &mut judgement,
         settings.read_mode == crate::sut::ReadMode::Lease,
