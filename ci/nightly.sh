@@ -19,6 +19,7 @@
 #:   --seeds N         seeds per tuned/untuned entry (default 10; --quick: 2);
 #:                     default runs use 2N seeds, etcd runs 3
 #:   --sets LIST       which sets to run (default: all)
+#:   --dev             run the dev-profile binary (optimized; shared with the tests) instead of release
 #:   --shard K/N       run only the K-th of N slices of the runs (for a
 #:                     matrix of parallel jobs; merge their outputs after)
 #:   --out DIR         output directory (default nightly-out)
@@ -37,6 +38,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --budget) budget_min="${2:?--budget needs MINUTES}"; shift 2 ;;
         --quick) quick=1; shift ;;
+        --dev) dev=1; shift ;;
         --seeds) seeds="${2:?--seeds needs N}"; shift 2 ;;
         --sets) sets="${2:?--sets needs a list}"; shift 2 ;;
         --shard)
@@ -64,8 +66,15 @@ done
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-cargo build --release -p faultline
-bin="$CARGO_TARGET_DIR/release/faultline"
+if [[ ${dev:-0} == 1 ]]; then
+    # The dev profile is optimized too; after `ci/test.sh` this build is
+    # already done, which keeps .ci/run short.
+    cargo build -p faultline --all-features
+    bin="$CARGO_TARGET_DIR/debug/faultline"
+else
+    cargo build --release -p faultline
+    bin="$CARGO_TARGET_DIR/release/faultline"
+fi
 
 if (( ${#merge[@]} > 0 )); then
     (( ${#merge[@]} >= 2 )) || { echo "nightly.sh: --merge OUT SHARD_DIR..." >&2; exit 4; }
