@@ -49,9 +49,9 @@ report() { # OUT TABLE...
     local o="$1"; shift
     local args=()
     for t in "$@"; do args+=(--results "$t"); done
-    cargo build --release -p faultline --quiet
+    cargo build -p faultline --bin faultline --quiet
     set +e
-    "$CARGO_TARGET_DIR/release/faultline" mutation-report "${args[@]}" \
+    "$CARGO_TARGET_DIR/debug/faultline" mutation-report "${args[@]}" \
         --notes "$root/ci/mutation-notes.tsv" --out "$o" --about "$about"
     local status=$?
     set -e
@@ -107,14 +107,21 @@ battery=(
     "counter 5"
 )
 mutant_target="$out/target"
-bin="$mutant_target/release/faultline"
-# Runs the battery against the tree's binary; prints the first non-valid run.
+# The controller is built once, from the unmutated tree, and kept aside; each
+# mutant rebuilds only the node program (dev profile: optimized, incremental,
+# seconds instead of a minute of release build) and the battery points
+# `--node-bin` at it.
+harness="$out/faultline"
+node="$mutant_target/debug/faultline-node"
+build_node() { (cd "$work" && CARGO_TARGET_DIR="$mutant_target" cargo build -p faultline-node --bin faultline-node --quiet); }
+# Runs the battery against the tree's node; prints the first non-valid run.
 run_battery() {
     local store="$1"
     for b in "${battery[@]}"; do
         read -r w s <<< "$b"
         set +e
-        timeout 180 "$bin" run -w "$w" --seed "$s" --time-limit 12 --store "$store" > "$store.console" 2>&1
+        timeout 180 "$harness" run -w "$w" --seed "$s" --time-limit 12 --node-bin "$node" \
+            --store "$store" > "$store.console" 2>&1
         local code=$?
         set -e
         rm -rf "$store"
@@ -128,9 +135,17 @@ run_battery() {
     return 1
 }
 
+# A first build can start from the main tree's dependencies (registry
+# crates do not depend on where the workspace is; its own crates rebuild).
+if [[ ! -d "$mutant_target/debug" && -d "$CARGO_TARGET_DIR/debug/deps" ]]; then
+    mkdir -p "$mutant_target"
+    cp -a --reflink=auto "$CARGO_TARGET_DIR/debug" "$mutant_target/debug"
+fi
 # The unmutated tree must pass the battery, or nothing can be concluded.
-(cd "$work" && CARGO_TARGET_DIR="$mutant_target" cargo build --release -p faultline --quiet)
-if caught=$(cd "$work" && run_battery "$out/baseline"); then
+(cd "$work" && CARGO_TARGET_DIR="$mutant_target" cargo build -p faultline --bin faultline --quiet)
+cp "$mutant_target/debug/faultline" "$harness"
+build_node
+if caught=$(run_battery "$out/baseline"); then
     echo "mutation.sh: the unmutated tree fails the battery ($caught): fix that first" >&2
     exit 3
 fi
@@ -144,19 +159,19 @@ while IFS= read -r line; do
     (cd "$work" && git checkout --quiet -- . && git apply "$out/mutant.diff") || {
         printf '%s\tunviable\tthe diff does not apply\t0\t0\t0\n' "$name" >> "$table"; continue; }
     t0=$(date +%s)
-    if ! (cd "$work" && CARGO_TARGET_DIR="$mutant_target" cargo build --release -p faultline --quiet) > "$out/build.log" 2>&1; then
+    if ! build_node > "$out/build.log" 2>&1; then
         printf '%s\tunviable\tdoes not build\t%s\t0\t0\n' "$name" "$(( $(date +%s) - t0 ))" >> "$table"
         echo "[$i/$count] unviable  $name"
         continue
     fi
     t1=$(date +%s)
-    if caught=$(cd "$work" && run_battery "$out/battery"); then
+    if caught=$(run_battery "$out/battery"); then
         printf '%s\tharness\t%s\t%s\t%s\t0\n' "$name" "$caught" "$(( t1 - t0 ))" "$(( $(date +%s) - t1 ))" >> "$table"
         echo "[$i/$count] harness   $name ($caught)"
         continue
     fi
     t2=$(date +%s)
-    if (cd "$work" && CARGO_TARGET_DIR="$mutant_target" timeout 1200 cargo test --release -p faultline-raft -p faultline-node --quiet) > "$out/tests.log" 2>&1; then
+    if (cd "$work" && CARGO_TARGET_DIR="$mutant_target" timeout 600 cargo test -p faultline-raft -p faultline-node --quiet) > "$out/tests.log" 2>&1; then
         outcome=missed
     else
         outcome=tests

@@ -14,10 +14,15 @@ if [[ -z "${PROTOC:-}" ]] && { ! command -v protoc >/dev/null 2>&1 ||
   apt-get update && apt-get install -y protobuf-compiler libprotobuf-dev
 fi
 cargo fmt --all -- --check
-# The default build (what `cargo run --release -- run` compiles) and the
-# build with every feature must both be clean.
+# Lints over every target with every feature. The default build differs only
+# by one constant (harness/src/sut/protocol/mod.rs) yet a second lint pass
+# recompiles every dependency (features unify differently without tonic), two
+# minutes on two cores: the nightly's release build (default features)
+# compiles it instead. FAULTLINE_LINT_DEFAULT=1 lints it here too.
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-cargo clippy -p faultline --all-targets --locked -- -D warnings
+if [[ "${FAULTLINE_LINT_DEFAULT:-0}" == 1 ]]; then
+  cargo clippy -p faultline --all-targets --locked -- -D warnings
+fi
 cargo test --workspace --all-features --locked
 # The nightly workflow must be valid YAML whose matrix runs shards and merges them.
 python3 - <<'PY'
