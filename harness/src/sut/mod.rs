@@ -400,7 +400,9 @@ impl Db {
                         format!("{} is not an executable file", p.display()),
                     ));
                 }
-                p.clone()
+                // Nodes start in their own folders: a relative path would
+                // name nothing there.
+                std::path::absolute(p).unwrap_or_else(|_| p.clone())
             }
             None => self.find_program("node.command[0]", &cmd[0])?,
         };
