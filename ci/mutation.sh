@@ -86,7 +86,7 @@ mutants = [m for m in json.load(open(path)) if m["file"] in files]
 random.Random(seed).shuffle(mutants)
 for i, m in enumerate(mutants[:sample]):
     if i % n == k - 1:
-        print(json.dumps({"name": m["name"], "diff": m["diff"]}))
+        print(json.dumps({"name": m["name"], "file": m["file"], "diff": m["diff"]}))
 PY
 count=$(wc -l < "$out/sample.jsonl")
 echo "mutation.sh: $count mutants in this shard (sample of $sample, seed $seed)"
@@ -155,7 +155,13 @@ i=0
 while IFS= read -r line; do
     i=$(( i + 1 ))
     name=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["name"])' "$line")
-    python3 -c 'import json,sys; sys.stdout.write(json.loads(sys.argv[1])["diff"])' "$line" > "$out/mutant.diff"
+    # cargo-mutants labels the new side of its diff with the mutant's name:
+    # both sides name the file, for git apply.
+    python3 -c '
+import json, sys
+m = json.loads(sys.argv[1])
+body = m["diff"].split("\n", 2)[2]
+sys.stdout.write("--- a/%s\n+++ b/%s\n%s" % (m["file"], m["file"], body))' "$line" > "$out/mutant.diff"
     (cd "$work" && git checkout --quiet -- . && git apply "$out/mutant.diff") || {
         printf '%s\tunviable\tthe diff does not apply\t0\t0\t0\n' "$name" >> "$table"; continue; }
     t0=$(date +%s)
