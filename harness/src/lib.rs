@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod recorder;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod settings;
 pub mod stats;
 pub mod store;

@@ -48,6 +48,8 @@ config.json, results.json, nodes/ (logs and data) and the report; store/latest p
     Report(faultline::report::ReportArgs),
     /// List the workloads and nemeses with one line each.
     List,
+    /// Browse the stored runs in a browser (127.0.0.1 only).
+    Serve(faultline::serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         Command::BenchProxy(args) => faultline::bench::run(&args).map(|()| Exit::Valid),
         Command::NightlyReport(args) => faultline::nightly::run(&args),
         Command::MutationReport(args) => faultline::mutation::run(&args),
+        Command::Serve(args) => faultline::serve::run(&args),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),

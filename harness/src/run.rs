@@ -148,7 +148,13 @@ async fn run_async(
     let traffic_s = ran.as_ref().map_or(0.0, |r| r.traffic_s);
     let results = Results {
         schema: SCHEMA,
-        verdict: judgement.verdict.name().to_string(),
+        // What the run may conclude: a valid history from a run whose
+        // harness or cluster failed (or that was stopped) proves nothing.
+        verdict: match exit {
+            Exit::Valid | Exit::Invalid => judgement.verdict.name(),
+            _ => "unknown",
+        }
+        .to_string(),
         exit_code: exit.code(),
         interrupted,
         harness_error,

@@ -441,9 +441,23 @@ pub fn timestamp() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = d.as_secs() as i64;
+    let (year, month, day, h, m, s) = civil(d.as_secs() as i64);
+    format!(
+        "{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}.{:03}Z",
+        d.subsec_millis()
+    )
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` of a time in ms since the Unix epoch.
+pub fn utc_time(unix_ms: u64) -> String {
+    let (year, month, day, h, m, s) = civil((unix_ms / 1000) as i64);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02} UTC")
+}
+
+/// (year, month, day, hour, minute, second) in UTC of seconds since the
+/// Unix epoch (Howard Hinnant's civil-from-days).
+fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -453,18 +467,19 @@ pub fn timestamp() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_times_are_civil_dates() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_time(1_795_000_000_000), "2026-11-18 11:06:40 UTC");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
 
     #[test]
     fn timestamps_sort_and_look_utc() {

@@ -17,7 +17,8 @@ use std::fmt::Write as _;
 /// Most fault windows listed in the table.
 const MAX_WINDOW_ROWS: usize = 300;
 
-const CSS: &str = r#"
+/// The report's stylesheet (`faultline serve` builds on it).
+pub const CSS: &str = r#"
 *{box-sizing:border-box}
 body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1b1b1b;background:#f3f4f6}
 main{max-width:1060px;margin:0 auto;padding:20px}
