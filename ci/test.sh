@@ -24,6 +24,9 @@ if [[ "${FAULTLINE_LINT_DEFAULT:-0}" == 1 ]]; then
   cargo clippy -p faultline --all-targets --locked -- -D warnings
 fi
 cargo test --workspace --all-features --locked
+# The report and serve pages in a real browser (headless Chromium, 1280 px):
+# no console error, no sideways scrolling.
+ci/render-report.sh target/report-render
 # The nightly workflow must be valid YAML whose matrix runs shards and merges them.
 python3 - <<'PY'
 import sys

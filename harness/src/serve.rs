@@ -556,6 +556,7 @@ fn compare_page(sides: &[Side]) -> String {
     });
     add("started", &|s| {
         s.1.as_ref()
+            .filter(|c| c.started_unix_ms > 0)
             .map(|c| utc_time(c.started_unix_ms))
             .unwrap_or_default()
     });
