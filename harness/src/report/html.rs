@@ -214,10 +214,11 @@ fn witness_section(h: &mut String, p: &Page<'_>, w: &Witness) {
     let by_index: HashMap<u64, &super::load::OpRec> =
         p.run.ops.iter().map(|o| (o.index, o)).collect();
     h.push_str("<section id=witness><h2>Why it is invalid</h2>");
-    let plain = witness::timed_explanation(w, &by_index).unwrap_or_else(|| {
-        // The checker's first sentence(s), before the list of ops.
-        w.explanation.lines().next().unwrap_or("").to_string()
-    });
+    let plain =
+        super::explain::explain(w, &by_index, &p.run.ops, &p.run.windows).unwrap_or_else(|| {
+            // The checker's first sentence(s), before the list of ops.
+            w.explanation.lines().next().unwrap_or("").to_string()
+        });
     let _ = write!(h, "<p class=explain>{}</p>", esc(&plain));
     if let Some((svg, note)) = witness::timeline(w, &p.run.ops, &by_index, p.run.end_ns) {
         if let Some(n) = note {

@@ -6,6 +6,7 @@
 pub mod availability;
 pub mod charts;
 pub mod demo;
+pub mod explain;
 pub mod html;
 pub mod latency;
 pub mod load;
