@@ -12,7 +12,7 @@
 //! out. The index reads every run's files once, in the background from the
 //! start, then only the files that change.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};
@@ -25,7 +25,6 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::exit::Exit;
@@ -517,28 +516,6 @@ async fn compare(
 
 type Side = (String, Option<Config>, Option<Results>);
 
-/// Every leaf of a JSON value, by its dotted path.
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&p, x, out);
-            }
-        }
-        Value::String(s) => {
-            out.insert(prefix.to_string(), s.clone());
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
 fn compare_page(sides: &[Side]) -> String {
     let mut rows: Vec<(String, [String; 2])> = Vec::new();
     let mut add = |label: &str, f: &dyn Fn(&Side) -> String| {
@@ -560,7 +537,7 @@ fn compare_page(sides: &[Side]) -> String {
             .map(|c| utc_time(c.started_unix_ms))
             .unwrap_or_default()
     });
-    add("what the seed drew", &|s| {
+    add("drawn by the seed", &|s| {
         s.1.as_ref()
             .map(|c| crate::settings::describe_drawn(&c.settings))
             .unwrap_or_default()
@@ -599,22 +576,36 @@ fn compare_page(sides: &[Side]) -> String {
     add("wall time", &|s| {
         res(s, &|r| format!("{:.1} s", r.wall_time_s))
     });
-    let settings: Vec<BTreeMap<String, String>> = sides
+    // Every setting in words, marked where the seed drew it.
+    let words: Vec<Vec<crate::settings::SettingLine>> = sides
         .iter()
         .map(|s| {
-            let mut m = BTreeMap::new();
-            if let Some(c) = &s.1
-                && let Ok(v) = serde_json::to_value(&c.settings)
-            {
-                flatten("", &v, &mut m);
-            }
-            m
+            s.1.as_ref()
+                .map(|c| crate::settings::in_words(&c.settings))
+                .unwrap_or_default()
         })
         .collect();
-    let keys: BTreeSet<&String> = settings.iter().flat_map(|m| m.keys()).collect();
-    for k in keys {
-        let get = |i: usize| settings[i].get(k).cloned().unwrap_or_default();
-        rows.push((format!("setting {k}"), [get(0), get(1)]));
+    let mut labels: Vec<&'static str> = Vec::new();
+    for l in words.iter().flatten() {
+        if !labels.contains(&l.label) {
+            labels.push(l.label);
+        }
+    }
+    for label in labels {
+        let get = |i: usize| {
+            words[i]
+                .iter()
+                .find(|l| l.label == label)
+                .map(|l| {
+                    if l.drawn {
+                        format!("{} (drawn by the seed)", l.text)
+                    } else {
+                        l.text.clone()
+                    }
+                })
+                .unwrap_or_default()
+        };
+        rows.push((label.to_string(), [get(0), get(1)]));
     }
     let mut b = String::from(
         "<nav><a href=\"/\">All runs</a></nav><section><h1>Two runs side by side</h1>",

@@ -4,6 +4,7 @@
 //! naming the flag (or the spec file and field) and what is allowed.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -199,6 +200,119 @@ pub fn describe_drawn(s: &Settings) -> String {
     } else {
         parts.join(", ")
     }
+}
+
+/// One setting of a run in words, for the report's and `serve`'s tables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingLine {
+    /// What it is, e.g. `clients`.
+    pub label: &'static str,
+    /// Its value in words, e.g. `10 workers, each pinned to its node`.
+    pub text: String,
+    /// Whether the seed drew it (exploration) rather than a flag or a default.
+    pub drawn: bool,
+}
+
+/// Every setting of a run in words, each marked drawn by the seed or set.
+pub fn in_words(s: &Settings) -> Vec<SettingLine> {
+    let drawn = |names: &[&str]| names.iter().any(|n| s.drawn.iter().any(|d| d == n));
+    let mix = match faultline_workloads::by_name(&s.workload) {
+        Ok(w) if w.kinds().len() == s.shape.weights.len() => w
+            .kinds()
+            .iter()
+            .zip(&s.shape.weights)
+            .map(|(k, w)| format!("{k} {w}"))
+            .collect::<Vec<_>>()
+            .join(" : "),
+        _ => format!("{:?}", s.shape.weights),
+    };
+    let mut rate = if s.rate > 0.0 {
+        format!("{} ops/s", s.rate)
+    } else {
+        "as fast as the system answers".to_string()
+    };
+    if s.bursts {
+        rate.push_str(", with bursts at full speed");
+    }
+    let mut clients = format!("{} workers", s.concurrency);
+    if s.pin_clients {
+        clients.push_str(", each pinned to its node");
+    }
+    let mut timeouts = format!("{} ms per operation", s.op_timeout_ms);
+    if s.attempt_timeout_ms < s.op_timeout_ms {
+        let _ = write!(timeouts, ", resent after {} ms", s.attempt_timeout_ms);
+    }
+    let knobs: Vec<String> = s.knobs.values().flatten().cloned().collect();
+    let mut node_args = knobs.join(" ");
+    if !s.node_args.is_empty() {
+        if !node_args.is_empty() {
+            node_args.push(' ');
+        }
+        node_args.push_str(&s.node_args.join(" "));
+    }
+    let mut bugs: Vec<String> = s.node_bugs.clone();
+    for (node, b) in &s.node_bugs_per_node {
+        bugs.extend(b.iter().map(|b| format!("{b} on {node}")));
+    }
+    let line = |label, text: String, names: &[&str]| SettingLine {
+        label,
+        text,
+        drawn: drawn(names),
+    };
+    let mut out = vec![
+        line("system", format!("{} (--db {})", s.system, s.db), &[]),
+        line(
+            "workload",
+            format!("{}: {} keys, mix {mix}", s.workload, s.shape.keys),
+            &["shape"],
+        ),
+        line("nodes", s.nodes.to_string(), &["nodes"]),
+        line(
+            "traffic",
+            format!(
+                "{} s, then {} s of calm before the final reads",
+                s.time_limit_s, s.quiet_period_s
+            ),
+            &[],
+        ),
+        line("rate", rate, &["rate", "bursts"]),
+        line("clients", clients, &["concurrency", "pin_clients"]),
+        line(
+            "timeouts",
+            timeouts,
+            &["op_timeout_ms", "attempt_timeout_ms"],
+        ),
+        line(
+            "faults",
+            if s.nemesis.any() {
+                format!("{}, every {} s", s.nemesis_arg, s.nemesis_interval_s)
+            } else {
+                "none".to_string()
+            },
+            &["nemesis", "nemesis_interval_s"],
+        ),
+        line(
+            "reads",
+            format!("{} reads", s.read_mode.name()),
+            &["read_mode"],
+        ),
+        line(
+            "node arguments",
+            if node_args.is_empty() {
+                "none".into()
+            } else {
+                node_args
+            },
+            &["knobs"],
+        ),
+    ];
+    if !bugs.is_empty() {
+        out.push(line("deliberate mistakes", bugs.join(", "), &[]));
+    }
+    if let Some(b) = &s.node_bin {
+        out.push(line("node program", b.display().to_string(), &[]));
+    }
+    out
 }
 
 /// Parses `--concurrency`: `N` or `Kn`.
@@ -562,6 +676,35 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn settings_read_in_words_and_say_what_the_seed_drew() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "faultline",
+            "-w",
+            "append",
+            "--seed",
+            "3",
+            "--nodes",
+            "4",
+            "--rate",
+            "50",
+        ])
+        .unwrap();
+        let (s, _, _) = cli.run.validate().unwrap();
+        let lines = in_words(&s);
+        let line = |label: &str| lines.iter().find(|l| l.label == label).unwrap().clone();
+        assert_eq!(line("nodes").text, "4");
+        assert!(!line("nodes").drawn && !line("traffic").drawn);
+        assert!(line("rate").text.starts_with("50 ops/s"));
+        assert!(line("workload").text.contains("append") && line("workload").drawn);
+        assert!(line("faults").drawn && line("reads").drawn);
     }
 
     #[test]

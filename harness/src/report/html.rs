@@ -43,7 +43,28 @@ pre{white-space:pre-wrap;font-size:13px;background:#f7f7f7;padding:10px;border-r
 svg{max-width:100%;height:auto;display:block;margin:6px 0}
 .chip{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px;vertical-align:-1px}
 .muted{color:#666}
+td,p,pre,div,li,summary,code{overflow-wrap:anywhere}
+details.cut summary{cursor:pointer}
+details.cut .whole{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px;background:#f7f7f7;padding:6px;border-radius:4px;max-height:320px;overflow-y:auto}
 "#;
+
+/// Text longer than this is cut on the page, the whole one click away.
+const CUT_AT: usize = 160;
+
+/// Escaped text; a long one shows its start, and the whole of it opens
+/// under it (`<details>`: no scripts).
+pub fn cut(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= CUT_AT {
+        return esc(text);
+    }
+    let head: String = text.chars().take(CUT_AT - 40).collect();
+    format!(
+        "<details class=cut><summary>{}… ({n} characters)</summary><div class=whole>{}</div></details>",
+        esc(&head),
+        esc(text)
+    )
+}
 
 /// Everything the page shows, already computed.
 pub struct Page<'a> {
@@ -259,7 +280,7 @@ fn witness_section(h: &mut String, p: &Page<'_>, w: &Witness) {
             },
             r.process,
             esc(&r.f),
-            esc(&r.value.to_string()),
+            cut(&r.value.to_string()),
             esc(&r.outcome),
             o.map(|o| witness::secs(o.invoke_ns)).unwrap_or_default(),
             o.and_then(|o| o.complete_ns)
@@ -272,11 +293,11 @@ fn witness_section(h: &mut String, p: &Page<'_>, w: &Witness) {
         h,
         "<h3>Model state</h3><p>After the longest linearizable prefix ({} ops), {}.</p>",
         w.prefix_len,
-        esc(&w.state)
+        cut(&w.state)
     );
     if !w.prefix_tail.is_empty() {
         h.push_str("<p class=muted>Last ops of that prefix, in linearization order: ");
-        let parts: Vec<String> = w.prefix_tail.iter().map(|o| esc(&o.describe())).collect();
+        let parts: Vec<String> = w.prefix_tail.iter().map(|o| cut(&o.describe())).collect();
         h.push_str(&parts.join(" · "));
         h.push_str("</p>");
     }
@@ -291,19 +312,34 @@ fn run_section(h: &mut String, p: &Page<'_>, seed: &str) {
     let cfg = &p.run.config;
     h.push_str("<section id=run><h2>Run</h2><table class=kv>");
     let _ = write!(h, "<tr><td>seed</td><td class=seed>{}</td></tr>", esc(seed));
-    if let Some(settings) = cfg.get("settings").and_then(Value::as_object) {
-        for (k, v) in settings {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                Value::Array(a) if a.iter().all(Value::is_string) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                other => other.to_string(),
-            };
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&text));
+    match cfg
+        .get("settings")
+        .cloned()
+        .map(serde_json::from_value::<crate::settings::Settings>)
+    {
+        Some(Ok(settings)) => {
+            for l in crate::settings::in_words(&settings) {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}{}</td></tr>",
+                    esc(l.label),
+                    cut(&l.text),
+                    if l.drawn {
+                        " <span class=t>drawn by the seed</span>"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
+        Some(Err(e)) => {
+            let _ = write!(
+                h,
+                "<tr><td>settings</td><td>config.json's settings cannot be read: {}</td></tr>",
+                esc(&e.to_string())
+            );
+        }
+        None => {}
     }
     if let Some(cl) = cfg.get("command_line").and_then(Value::as_array) {
         let line: Vec<&str> = cl.iter().filter_map(Value::as_str).collect();

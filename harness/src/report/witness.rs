@@ -167,8 +167,9 @@ pub fn timed_explanation(w: &Witness, ops: &HashMap<u64, &OpRec>) -> Option<Stri
         .filter_map(|m| ops.get(&m.index).copied())
         .collect();
     let read_span = format!(
-        "read by process {} (invoked {}, completed {})",
+        "read by process {} (op #{}, invoked {}, completed {})",
         read.process,
+        read.index,
         secs(read.invoke_ns),
         read.complete_ns.map(secs).unwrap_or_else(|| "never".into())
     );
