@@ -21,22 +21,28 @@ const CONTEXT: usize = 2;
 /// Earlier reads compared with the impossible one, at most.
 const MAX_EARLIER: usize = 2_000;
 
+/// An account: the sentence and the ops it names (the timeline draws them).
+pub type Account = (String, Vec<u64>);
+
 /// The account of `w`, with the impossible op's start placed among the faults.
 pub fn explain(
     w: &Witness,
     by_index: &HashMap<u64, &OpRec>,
     all: &[OpRec],
     windows: &[FaultWindow],
-) -> Option<String> {
+) -> Option<Account> {
     let bad = *by_index.get(&w.op.as_ref()?.index)?;
-    let text = list_account(bad, all)
+    let (text, named) = list_account(bad, all)
         .or_else(|| set_account(bad, all))
         .or_else(|| counter_account(bad, all))
-        .or_else(|| witness::timed_explanation(w, by_index))?;
-    Some(format!(
-        "{text} Op #{} began {}.",
-        bad.index,
-        fault_context(bad.invoke_ns, windows)
+        .or_else(|| Some((witness::timed_explanation(w, by_index)?, vec![bad.index])))?;
+    Some((
+        format!(
+            "{text} Op #{} began {}.",
+            bad.index,
+            fault_context(bad.invoke_ns, windows)
+        ),
+        named,
     ))
 }
 
@@ -112,7 +118,7 @@ fn short(v: &Value) -> String {
 
 /// A list read (append workload): a value twice, a value never appended,
 /// a list that does not extend an earlier read's, or a missing append.
-fn list_account(bad: &OpRec, all: &[OpRec]) -> Option<String> {
+fn list_account(bad: &OpRec, all: &[OpRec]) -> Option<Account> {
     if !is_read(bad) {
         return None;
     }
@@ -136,22 +142,37 @@ fn list_account(bad: &OpRec, all: &[OpRec]) -> Option<String> {
                 Some(many) => format!("{} ops appended it", many.len()),
                 None => "no op appended it".into(),
             };
-            return Some(format!(
-                "{} returned a list in which {} appears twice, at positions {j} and {i}: {}; but {by}.",
-                op_name(bad),
-                short(v),
-                region(list, j.saturating_sub(CONTEXT), i + CONTEXT + 1)
+            return Some((
+                format!(
+                    "{} returned a list in which {} appears twice, at positions {j} and {i}: {}; but {by}.",
+                    op_name(bad),
+                    short(v),
+                    region(list, j.saturating_sub(CONTEXT), i + CONTEXT + 1)
+                ),
+                std::iter::once(bad.index)
+                    .chain(
+                        appends
+                            .get(&v.to_string())
+                            .into_iter()
+                            .flatten()
+                            .take(3)
+                            .map(|o| o.index),
+                    )
+                    .collect(),
             ));
         }
     }
     for (i, v) in list.iter().enumerate() {
         if !appends.contains_key(&v.to_string()) {
-            return Some(format!(
-                "{} returned a list holding {} at position {i}, {}, but no op appended {}.",
-                op_name(bad),
-                short(v),
-                region(list, i.saturating_sub(CONTEXT), i + CONTEXT + 1),
-                short(v)
+            return Some((
+                format!(
+                    "{} returned a list holding {} at position {i}, {}, but no op appended {}.",
+                    op_name(bad),
+                    short(v),
+                    region(list, i.saturating_sub(CONTEXT), i + CONTEXT + 1),
+                    short(v)
+                ),
+                vec![bad.index],
             ));
         }
     }
@@ -190,12 +211,15 @@ fn list_account(bad: &OpRec, all: &[OpRec]) -> Option<String> {
             )
         };
         let (lo, hi) = (i.saturating_sub(CONTEXT), i + CONTEXT + 1);
-        return Some(format!(
-            "{} began after {} had completed, so its list must extend the earlier one, but {what}: earlier {}, later {}.",
-            op_name(bad),
-            op_name(r),
-            region(old, lo, hi),
-            region(list, lo, hi)
+        return Some((
+            format!(
+                "{} began after {} had completed, so its list must extend the earlier one, but {what}: earlier {}, later {}.",
+                op_name(bad),
+                op_name(r),
+                region(old, lo, hi),
+                region(list, lo, hi)
+            ),
+            vec![bad.index, r.index],
         ));
     }
     let lost = all
@@ -204,18 +228,21 @@ fn list_account(bad: &OpRec, all: &[OpRec]) -> Option<String> {
         .filter(|o| o.f == "append" && o.outcome == Outcome::Ok)
         .filter(|o| done_before(o, bad.invoke_ns) && !list.contains(&o.invoke_value))
         .min_by_key(|o| o.complete_ns)?;
-    Some(format!(
-        "{} returned a list of {} elements without {}, but {} had appended it and completed before the read began.",
-        op_name(bad),
-        list.len(),
-        short(&lost.invoke_value),
-        op_name(lost)
+    Some((
+        format!(
+            "{} returned a list of {} elements without {}, but {} had appended it and completed before the read began.",
+            op_name(bad),
+            list.len(),
+            short(&lost.invoke_value),
+            op_name(lost)
+        ),
+        vec![bad.index, lost.index],
     ))
 }
 
 /// A set read (set workload) that lacks an element whose add had completed
 /// before the read began.
-fn set_account(bad: &OpRec, all: &[OpRec]) -> Option<String> {
+fn set_account(bad: &OpRec, all: &[OpRec]) -> Option<Account> {
     if !is_read(bad) {
         return None;
     }
@@ -231,24 +258,27 @@ fn set_account(bad: &OpRec, all: &[OpRec]) -> Option<String> {
         .filter(|o| done_before(o, bad.invoke_ns) && !read.contains(&o.invoke_value))
         .count()
         - 1;
-    Some(format!(
-        "{} returned a set of {} elements without {}, but {} had added it and completed before the read began{}.",
-        op_name(bad),
-        read.len(),
-        short(&lost.invoke_value),
-        op_name(lost),
-        if also > 0 {
-            format!(" ({also} more acknowledged adds are missing too)")
-        } else {
-            String::new()
-        }
+    Some((
+        format!(
+            "{} returned a set of {} elements without {}, but {} had added it and completed before the read began{}.",
+            op_name(bad),
+            read.len(),
+            short(&lost.invoke_value),
+            op_name(lost),
+            if also > 0 {
+                format!(" ({also} more acknowledged adds are missing too)")
+            } else {
+                String::new()
+            }
+        ),
+        vec![bad.index, lost.index],
     ))
 }
 
 /// A counter read outside what the increments allow: below the sum of the
 /// increments that completed before it began, or above the sum of every
 /// increment that began before it completed.
-fn counter_account(bad: &OpRec, all: &[OpRec]) -> Option<String> {
+fn counter_account(bad: &OpRec, all: &[OpRec]) -> Option<Account> {
     if !is_read(bad) {
         return None;
     }
@@ -269,11 +299,14 @@ fn counter_account(bad: &OpRec, all: &[OpRec]) -> Option<String> {
     let lo: i64 = before.iter().map(|o| delta(o)).sum();
     if v < lo {
         let last = before.iter().max_by_key(|o| o.complete_ns)?;
-        return Some(format!(
-            "{} returned {v}, but the {} increments acknowledged before it began add up to {lo}, the last of them {}: the counter lost acknowledged increments.",
-            op_name(bad),
-            before.len(),
-            op_name(last)
+        return Some((
+            format!(
+                "{} returned {v}, but the {} increments acknowledged before it began add up to {lo}, the last of them {}: the counter lost acknowledged increments.",
+                op_name(bad),
+                before.len(),
+                op_name(last)
+            ),
+            vec![bad.index, last.index],
         ));
     }
     let end = bad.complete_ns?;
@@ -285,11 +318,14 @@ fn counter_account(bad: &OpRec, all: &[OpRec]) -> Option<String> {
     let hi: i64 = possible.iter().map(|o| delta(o)).sum();
     if v > hi {
         let last = possible.iter().max_by_key(|o| o.invoke_ns)?;
-        return Some(format!(
-            "{} returned {v}, but the {} increments that may have happened before it completed add up to {hi}, the last of them {}: some increment was counted twice.",
-            op_name(bad),
-            possible.len(),
-            op_name(last)
+        return Some((
+            format!(
+                "{} returned {v}, but the {} increments that may have happened before it completed add up to {hi}, the last of them {}: some increment was counted twice.",
+                op_name(bad),
+                possible.len(),
+                op_name(last)
+            ),
+            vec![bad.index, last.index],
         ));
     }
     None
@@ -322,7 +358,7 @@ mod tests {
             op(2, "append", "k", (6, 9), json!(2), json!(2)),
             op(3, "read", "k", (10, 12), Value::Null, json!([1, 2, 2])),
         ];
-        let s = list_account(&all[2], &all).unwrap();
+        let s = list_account(&all[2], &all).unwrap().0;
         assert!(s.contains("2 appears twice, at positions 1 and 2"), "{s}");
         assert!(s.contains("appended once, by op #2"), "{s}");
     }
@@ -352,7 +388,8 @@ mod tests {
             Value::Null,
             json!(later),
         ));
-        let s = list_account(&all[1001], &all).unwrap();
+        let (s, named) = list_account(&all[1001], &all).unwrap();
+        assert_eq!(named, vec![2002, 2001], "both reads go on the timeline");
         assert!(s.contains("op #2002") && s.contains("op #2001"), "{s}");
         assert!(s.contains("501 vanished from position 500"), "{s}");
         assert!(
@@ -370,14 +407,14 @@ mod tests {
             op(1, "add", "s", (0, 5), json!(7), json!(7)),
             op(2, "read", "s", (6, 8), Value::Null, json!([])),
         ];
-        let s = set_account(&all[1], &all).unwrap();
+        let s = set_account(&all[1], &all).unwrap().0;
         assert!(s.contains("without 7") && s.contains("op #1"), "{s}");
         let all = vec![
             op(1, "add", "c", (0, 5), json!(2), json!(2)),
             op(2, "add", "c", (1, 6), json!(3), json!(3)),
             op(3, "read", "c", (7, 8), Value::Null, json!(2)),
         ];
-        let s = counter_account(&all[2], &all).unwrap();
+        let s = counter_account(&all[2], &all).unwrap().0;
         assert!(s.contains("add up to 5") && s.contains("op #2"), "{s}");
     }
 

@@ -235,13 +235,14 @@ fn witness_section(h: &mut String, p: &Page<'_>, w: &Witness) {
     let by_index: HashMap<u64, &super::load::OpRec> =
         p.run.ops.iter().map(|o| (o.index, o)).collect();
     h.push_str("<section id=witness><h2>Why it is invalid</h2>");
-    let plain =
-        super::explain::explain(w, &by_index, &p.run.ops, &p.run.windows).unwrap_or_else(|| {
+    let (plain, named) = super::explain::explain(w, &by_index, &p.run.ops, &p.run.windows)
+        .unwrap_or_else(|| {
             // The checker's first sentence(s), before the list of ops.
-            w.explanation.lines().next().unwrap_or("").to_string()
+            let first = w.explanation.lines().next().unwrap_or("").to_string();
+            (first, Vec::new())
         });
-    let _ = write!(h, "<p class=explain>{}</p>", esc(&plain));
-    if let Some((svg, note)) = witness::timeline(w, &p.run.ops, &by_index, p.run.end_ns) {
+    let _ = write!(h, "<p class=explain>{}</p>", cut(&plain));
+    if let Some((svg, note)) = witness::timeline(w, &named, &p.run.ops, &by_index, p.run.end_ns) {
         if let Some(n) = note {
             let _ = write!(h, "<div class=note>{}</div>", esc(&n));
         }

@@ -219,10 +219,12 @@ pub fn timed_explanation(w: &Witness, ops: &HashMap<u64, &OpRec>) -> Option<Stri
     ))
 }
 
-/// The witness timeline: the minimal op set (and the impossible op) as bars
-/// on process lanes, with other ops of the same key in that span faded.
+/// The witness timeline: the minimal op set, the impossible op and the ops
+/// the explanation names (`named`) as bars on process lanes, with other ops
+/// of the same key in that span faded.
 pub fn timeline(
     w: &Witness,
+    named: &[u64],
     all: &[OpRec],
     by_index: &HashMap<u64, &OpRec>,
     end_ns: u64,
@@ -230,8 +232,12 @@ pub fn timeline(
     let mut chosen: Vec<&OpRec> = w
         .minimal
         .iter()
-        .filter_map(|m| by_index.get(&m.index).copied())
+        .map(|m| m.index)
+        .chain(named.iter().copied())
+        .filter_map(|i| by_index.get(&i).copied())
         .collect();
+    chosen.sort_by_key(|o| o.index);
+    chosen.dedup_by_key(|o| o.index);
     let bad = w.op.as_ref().and_then(|o| by_index.get(&o.index).copied());
     if let Some(b) = bad
         && !chosen.iter().any(|o| o.index == b.index)
