@@ -42,6 +42,9 @@ pub struct ReportSummary {
     pub offending: Option<String>,
     /// What the page notes (missing files, caps).
     pub notes: Vec<String>,
+    /// For an invalid run: which operations contradict each other and how
+    /// (the page's first sentence), when an account fits the witness.
+    pub why: Option<String>,
 }
 
 impl ReportSummary {
@@ -49,6 +52,9 @@ impl ReportSummary {
     /// outcome, availability per fault window, and where the report is.
     pub fn summary_lines(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(why) = &self.why {
+            out.push(format!("  why       {why}"));
+        }
         let q = |v: &Value| {
             let g = |k: &str| {
                 v[k].as_f64()
@@ -168,6 +174,11 @@ pub fn write_report(dir: &Path) -> Result<ReportSummary> {
         verdict: verdict.clone(),
         dir: dir.display().to_string(),
     };
+    let why = witness.as_ref().and_then(|w| {
+        let by_index: std::collections::HashMap<u64, &load::OpRec> =
+            run.ops.iter().map(|o| (o.index, o)).collect();
+        explain::explain(w, &by_index, &run.ops, &run.windows).map(|(text, _)| text)
+    });
     let text = html::render(&page);
     write("report.html", &text, &mut files)?;
     let latency = lat.table();
@@ -196,6 +207,7 @@ pub fn write_report(dir: &Path) -> Result<ReportSummary> {
             .as_ref()
             .and_then(|w| w.op.as_ref().map(witness::WitnessOp::describe)),
         notes,
+        why,
     })
 }
 
