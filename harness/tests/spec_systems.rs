@@ -40,10 +40,10 @@ fn python() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("python3 is not installed: skipped (the example client is Python)");
-    }
-    ok
+    run_common::can_run(
+        "spec_systems",
+        (!ok).then(|| "python3 is not installed (the example client is Python)".to_string()),
+    )
 }
 
 #[test]

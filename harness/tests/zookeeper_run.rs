@@ -13,10 +13,11 @@ use run_common::{TestDir, finish, pids_mentioning, run_dir, start_run};
 
 #[test]
 fn zookeeper_run_under_faults_ends_valid_and_leaves_nothing() {
-    if which("java").is_none() || !Path::new("/usr/share/java/zookeeper.jar").exists() {
-        eprintln!(
-            "java or /usr/share/java/zookeeper.jar missing: skipped (CI installs zookeeperd)"
-        );
+    let missing = (which("java").is_none() || !Path::new("/usr/share/java/zookeeper.jar").exists())
+        .then(|| {
+            "java or /usr/share/java/zookeeper.jar is missing (Debian: zookeeperd)".to_string()
+        });
+    if !run_common::can_run("zookeeper_run", missing) {
         return;
     }
     let dir = TestDir::new("zookeeper_run");

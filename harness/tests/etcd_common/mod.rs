@@ -34,8 +34,10 @@ pub async fn round_trips_and_minority_writes_never_ok(
     client_protocol: &str,
     also_read_with: Option<&str>,
 ) {
-    if which("etcd").is_none() {
-        eprintln!("etcd is not on PATH: skipped (CI installs etcd-server)");
+    let missing = which("etcd")
+        .is_none()
+        .then(|| "etcd is not on PATH (Debian: etcd-server)".to_string());
+    if !crate::run_common::can_run(client_protocol, missing) {
         return;
     }
     let dir = TestDir::new(&format!("etcd_sut_{client_protocol}"));

@@ -155,6 +155,20 @@ pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Whether a test can run: `missing` is why it cannot (a system under test
+/// or a tool that is not installed). Then the test says so and skips, or
+/// fails with `FAULTLINE_REQUIRE_SYSTEMS=1`, as CI sets (it installs them).
+pub fn can_run(test: &str, missing: Option<String>) -> bool {
+    let Some(why) = missing else {
+        return true;
+    };
+    if std::env::var_os("FAULTLINE_REQUIRE_SYSTEMS").is_some_and(|v| v == "1") {
+        panic!("{test}: FAULTLINE_REQUIRE_SYSTEMS=1 but {why}");
+    }
+    eprintln!("{test}: skipped, {why}");
+    false
+}
+
 /// Whether FUSE works here; when it does not, says why the caller skips
 /// (or fails, with `FAULTLINE_REQUIRE_FUSE=1`, as CI sets).
 pub fn fuse_ok(test: &str) -> bool {
