@@ -79,7 +79,7 @@ where
     match run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Once, on stderr (where the log goes too).
             eprintln!("faultline-node: error: {e:#}");
             ExitCode::from(1)
         }
