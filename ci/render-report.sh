@@ -5,7 +5,9 @@
 # than the viewport (sideways scrolling), or on a page without what it must
 # show; saves screenshots. The runs are synthetic (`faultline report
 # --demo`: a generated history checked by the real checker); run folders
-# given on the command line are rendered as well.
+# given on the command line (copied first) are rendered as well, as
+# ci/test.sh does with the stored invalid runs of every workload
+# (harness/tests/data/violations/).
 #
 #   ci/render-report.sh [OUT_DIR] [RUN_DIR...]
 #
@@ -35,11 +37,16 @@ big="$store/register/20260101T000003.000Z"
 "$bin" report --demo valid --demo-ops 3000 "$valid" >/dev/null
 "$bin" report --demo invalid --demo-ops 2000 "$invalid" >/dev/null
 "$bin" report --demo valid --demo-ops 100000 "$big" >/dev/null
+# Run folders given are copied first (the report is written beside the
+# history, and the originals may be test data under version control).
 extra=()
 for d in "$@"; do
-  d="$(cd "$d" && pwd)"
-  "$bin" report "$d" >/dev/null
-  extra+=("$d")
+  copy="$out/runs/$(basename "$d")"
+  rm -rf "$copy"
+  mkdir -p "$copy"
+  cp -r "$d"/. "$copy"/
+  "$bin" report "$copy" >/dev/null
+  extra+=("$copy")
 done
 
 # serve's pages, saved as files (their styles are inline).

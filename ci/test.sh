@@ -25,8 +25,9 @@ if [[ "${FAULTLINE_LINT_DEFAULT:-0}" == 1 ]]; then
 fi
 cargo test --workspace --all-features --locked
 # The report and serve pages in a real browser (headless Chromium, 1280 px):
-# no console error, no sideways scrolling.
-ci/render-report.sh target/report-render
+# no console error, no sideways scrolling; with the stored invalid run of
+# every workload and deliberate mistake.
+ci/render-report.sh target/report-render harness/tests/data/violations/*/
 # The nightly workflow must be valid YAML whose matrix runs shards and merges them.
 python3 - <<'PY'
 import sys

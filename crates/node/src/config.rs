@@ -44,6 +44,10 @@ pub struct Args {
     /// Take a snapshot and compact the log every this many applied entries.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
+    /// Start a new log segment file once the current one holds this many
+    /// bytes (at least 256).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub segment_bytes: u64,
     /// How long a client request may wait for its outcome before the answer
     /// is `indeterminate` (504), in milliseconds.
     #[arg(long, default_value_t = 1000)]
@@ -190,6 +194,8 @@ pub struct NodeConfig {
     pub election_ticks: u32,
     /// Snapshot interval in applied entries.
     pub snapshot_every: u64,
+    /// Log segment size in bytes.
+    pub segment_bytes: u64,
     /// Request timeout.
     pub request_timeout: Duration,
     /// Election randomness seed.
@@ -317,6 +323,13 @@ impl TryFrom<Args> for NodeConfig {
         if a.snapshot_every == 0 {
             return Err(for_flag("--snapshot-every", 0, "must be positive"));
         }
+        if a.segment_bytes < 256 {
+            return Err(for_flag(
+                "--segment-bytes",
+                a.segment_bytes,
+                "must be at least 256",
+            ));
+        }
         if a.request_timeout_ms == 0 {
             return Err(for_flag("--request-timeout-ms", 0, "must be positive"));
         }
@@ -344,6 +357,7 @@ impl TryFrom<Args> for NodeConfig {
             tick: Duration::from_millis(a.heartbeat_ms),
             election_ticks: u32::try_from(election_ticks).unwrap_or(u32::MAX),
             snapshot_every: a.snapshot_every,
+            segment_bytes: a.segment_bytes,
             request_timeout: Duration::from_millis(a.request_timeout_ms),
             seed: a.seed.unwrap_or(id),
             check_quorum: a.check_quorum,

@@ -92,6 +92,7 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let storage_opts = StorageOptions {
         // The skip-fsync bug: everything is written, nothing is synced.
         fsync: !cfg.has_bug(NodeBug::SkipFsync),
+        segment_bytes: cfg.segment_bytes,
         ..StorageOptions::default()
     };
     let (storage, persisted) = Storage::open(&cfg.data_dir, storage_opts)

@@ -505,7 +505,8 @@ async fn leader_kill_failover_and_catch_up_from_log_and_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_all_and_restart_keeps_every_acknowledged_write() {
     let _serial = SERIAL.lock().await;
-    let mut c = Cluster::start_all(&["--snapshot-every", "200"]);
+    // Small segments: the log rolls over many files, which recovery reads back.
+    let mut c = Cluster::start_all(&["--snapshot-every", "200", "--segment-bytes", "1024"]);
     c.leader(&[0, 1, 2], Duration::from_secs(10)).await;
     let http = c.http.clone();
     let urls: Vec<String> = (0..3).map(|i| c.url(i)).collect();
