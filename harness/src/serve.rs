@@ -245,7 +245,12 @@ fn faults_text(r: &Results) -> String {
 /// absolute, has `..` (or `.`) in it, or leads out of the store through a
 /// link.
 pub fn inside(root: &Path, path: &str) -> Option<PathBuf> {
-    if path.is_empty() || path.contains('\0') || path.contains('\\') {
+    // A folder's own link ends in `/`; every other segment must be a name.
+    let path = path.strip_suffix('/').unwrap_or(path);
+    if path.contains('\0') || path.contains('\\') {
+        return None;
+    }
+    if path.split('/').any(|seg| matches!(seg, "" | "." | "..")) {
         return None;
     }
     let p = Path::new(path);
