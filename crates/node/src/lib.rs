@@ -93,7 +93,6 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         // The skip-fsync bug: everything is written, nothing is synced.
         fsync: !cfg.has_bug(NodeBug::SkipFsync),
         segment_bytes: cfg.segment_bytes,
-        ..StorageOptions::default()
     };
     let (storage, persisted) = Storage::open(&cfg.data_dir, storage_opts)
         .with_context(|| format!("recovering data directory {}", cfg.data_dir.display()))?;
