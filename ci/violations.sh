@@ -15,12 +15,13 @@ bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/faultline"
 dest=harness/tests/data/violations
 mkdir -p "$dest"
 
-common=(--fixed --quiet-period 1 --rate 150 --time-limit 8)
+common=(--fixed --quiet-period 1 --rate 150)
 fast=(--node-arg=--election-timeout-ms=100 --node-arg=--heartbeat-ms=20)
 fast5=(--node-arg=--election-timeout-ms=50 --node-arg=--heartbeat-ms=10)
 bare=(--node-arg=--pre-vote=false --node-arg=--check-quorum=false)
 resend=(--op-timeout-ms 3000 --attempt-timeout-ms 250)
-# name|mistake|workload|flags (after the common ones; later flags win)
+# name|mistake|workload|flags (added to the common ones; 8 s of traffic
+# unless the entry sets --time-limit)
 entries=(
     "ack-before-commit|ack-before-commit|register|-n 3 --nemesis partition --nemesis-interval 1.5"
     "stale-local-read|stale-local-read|register|-n 3 --nemesis partition:isolate-one+halves --nemesis-interval 1 --concurrency 3n --pin-clients"
@@ -45,11 +46,17 @@ for e in "${entries[@]}"; do
     for seed in 1 2 3 4 5 6 7 8; do
         rm -rf "$store/s"
         # shellcheck disable=SC2086
+        traffic=(--time-limit 8)
+        [[ $flags == *--time-limit* ]] && traffic=()
         set +e
         "$bin" run -w "$workload" --node-bug "$mistake" --seed "$seed" --store "$store/s" \
-            "${common[@]}" $flags > "$store/console" 2>&1
+            "${common[@]}" "${traffic[@]}" $flags > "$store/console" 2>&1
         code=$?
         set -e
+        if (( code > 2 )); then
+            echo "violations: $name: seed $seed: exit $code" >&2
+            tail -3 "$store/console" >&2
+        fi
         if (( code == 1 )); then
             run="$(readlink -f "$store/s/latest")"
             rm -rf "${dest:?}/$name"

@@ -241,7 +241,7 @@ fn witness_section(h: &mut String, p: &Page<'_>, w: &Witness) {
             let first = w.explanation.lines().next().unwrap_or("").to_string();
             (first, Vec::new())
         });
-    let _ = write!(h, "<p class=explain>{}</p>", cut(&plain));
+    let _ = write!(h, "<p class=explain>{}</p>", esc(&plain));
     if let Some((svg, note)) = witness::timeline(w, &named, &p.run.ops, &by_index, p.run.end_ns) {
         if let Some(n) = note {
             let _ = write!(h, "<div class=note>{}</div>", esc(&n));
