@@ -9,11 +9,12 @@
 #: two crates is tried; otherwise it is missed. Writes results.tsv,
 #: mutation.md and junit.xml (misses need a reason in ci/mutation-notes.tsv).
 #:
-#: Usage: ci/mutation.sh [--sample N] [--seed S] [--shard K/N] [--out DIR]
+#: Usage: ci/mutation.sh [--sample N] [--seed S] [--shard K/N] [--only REGEX] [--out DIR]
 #:        ci/mutation.sh --merge OUT SHARD_DIR...
 #:   --sample N   mutants to sample (default 50)
 #:   --seed S     the sample's seed (default 1)
 #:   --shard K/N  only the K-th of N slices of the sample
+#:   --only REGEX only the sampled mutants whose name matches (to re-run misses)
 #:   --out DIR    output directory (default mutation-out)
 #: Needs cargo-mutants (`cargo install cargo-mutants --locked`).
 set -euo pipefail
@@ -23,6 +24,7 @@ seed=1
 shard_k=1
 shard_n=1
 out="mutation-out"
+only=""
 merge=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -32,6 +34,7 @@ while [[ $# -gt 0 ]]; do
             [[ "${2:-}" =~ ^([1-9][0-9]*)/([1-9][0-9]*)$ ]] || { echo "mutation.sh: --shard ${2:-}: expected K/N" >&2; exit 4; }
             shard_k=${BASH_REMATCH[1]}; shard_n=${BASH_REMATCH[2]}; shift 2 ;;
         --out) out="${2:?--out needs DIR}"; shift 2 ;;
+        --only) only="${2:?--only needs REGEX}"; shift 2 ;;
         --merge) shift; merge=("$@"); break ;;
         -h|--help) sed -n 's/^#: \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "mutation.sh: unknown option $1 (see --help)" >&2; exit 4 ;;
@@ -78,13 +81,16 @@ printf 'mutant\toutcome\tdetail\tbuild_s\tbattery_s\ttests_s\n' > "$table"
 # The sample: every mutant of the files, in cargo-mutants' order, shuffled
 # by the seed; this shard's slice of it. One JSON object per line.
 cargo mutants --list --json --package faultline-raft --package faultline-node > "$out/all.json"
-python3 - "$out/all.json" "$seed" "$sample" "$shard_k" "$shard_n" "${files[@]}" > "$out/sample.jsonl" <<'PY'
-import json, random, sys
+python3 - "$out/all.json" "$seed" "$sample" "$shard_k" "$shard_n" "$only" "${files[@]}" > "$out/sample.jsonl" <<'PY'
+import json, random, re, sys
 path, seed, sample, k, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-files = set(sys.argv[6:])
+only = re.compile(sys.argv[6]) if sys.argv[6] else None
+files = set(sys.argv[7:])
 mutants = [m for m in json.load(open(path)) if m["file"] in files]
 random.Random(seed).shuffle(mutants)
 for i, m in enumerate(mutants[:sample]):
+    if only and not only.search(m["name"]):
+        continue
     if i % n == k - 1:
         print(json.dumps({"name": m["name"], "file": m["file"], "diff": m["diff"]}))
 PY
