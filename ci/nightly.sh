@@ -20,6 +20,7 @@
 #:                     default runs use 2N seeds, etcd runs 3
 #:   --sets LIST       which sets to run (default: all)
 #:   --dev             run the dev-profile binary (optimized; shared with the tests) instead of release
+#:                     (FAULTLINE_BIN=PATH: run that binary, build nothing)
 #:   --shard K/N       run only the K-th of N slices of the runs (for a
 #:                     matrix of parallel jobs; merge their outputs after)
 #:   --out DIR         output directory (default nightly-out)
@@ -66,9 +67,13 @@ done
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-if [[ ${dev:-0} == 1 ]]; then
-    # The dev profile is optimized too; after `ci/test.sh` this build is
-    # already done, which keeps .ci/run short.
+if [[ -n "${FAULTLINE_BIN:-}" ]]; then
+    # A binary already built (.ci/run: the one `cargo test` built): building
+    # again with other features would recompile half the workspace.
+    bin="$FAULTLINE_BIN"
+    [[ -x "$bin" ]] || { echo "nightly.sh: FAULTLINE_BIN=$bin is not an executable" >&2; exit 4; }
+elif [[ ${dev:-0} == 1 ]]; then
+    # The dev profile is optimized too.
     cargo build -p faultline --all-features
     bin="$CARGO_TARGET_DIR/debug/faultline"
 else

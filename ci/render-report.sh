@@ -12,8 +12,8 @@
 #   ci/render-report.sh [OUT_DIR] [RUN_DIR...]
 #
 # OUT_DIR defaults to target/report-render. Installs Debian's `chromium`
-# package when it is missing (needs root and the package mirror). Uses the
-# dev-profile build (`cargo build -p faultline`), shared with the tests.
+# package when it is missing (needs root and the package mirror). Runs
+# FAULTLINE_BIN if set, else builds the dev profile (`cargo build -p faultline`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-target/report-render}"
@@ -25,8 +25,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   echo "render-report: installing chromium"
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
-cargo build -q -p faultline --bin faultline
-bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/faultline"
+if [[ -n "${FAULTLINE_BIN:-}" ]]; then
+  bin="$FAULTLINE_BIN"   # ci/test.sh: the binary `cargo test` built
+else
+  cargo build -q -p faultline --bin faultline
+  bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/faultline"
+fi
 
 store="$out/store"
 rm -rf "$store"
@@ -71,9 +75,11 @@ render() { # name page.html must_contain...
   shift 2
   local profile
   profile="$(mktemp -d)"
-  # A wrapper page loads the page in a 1280 px frame and writes the frame's
-  # document width beside its viewport width into its own DOM.
-  cat >"$out/$name.measure.html" <<EOF
+  # One launch per page: a wrapper loads it in a 1280 px frame and writes
+  # the frame's document width beside its viewport width, and a copy of
+  # the rendered page, into its own DOM (console errors of the frame are
+  # logged too). Screenshots only for a few pages (RENDER_ALL=1: all).
+  cat >"$out/$name.measure.html" <<WRAP
 <!doctype html><html><body style="margin:0">
 <iframe id=f src="file://$page" style="width:1280px;height:900px;border:0"></iframe>
 <script>
@@ -81,25 +87,36 @@ const f = document.getElementById('f');
 f.onload = () => {
   const e = f.contentDocument.documentElement;
   document.body.setAttribute('data-width', e.scrollWidth + ' ' + e.clientWidth);
+  const copy = document.createElement('div');
+  copy.id = 'rendered';
+  copy.innerHTML = f.contentDocument.body.innerHTML;
+  document.body.appendChild(copy);
 };
 </script></body></html>
-EOF
-  chromium "${flags[@]}" --user-data-dir="$profile" --hide-scrollbars --window-size=1280,2400 \
-    --screenshot="$out/$name.png" "file://$page" >"$out/$name.log" 2>&1 || true
-  chromium "${flags[@]}" --user-data-dir="$profile" --dump-dom "file://$page" \
+WRAP
+  : >"$out/$name.log"
+  local shoot
+  case "$name" in
+    valid|invalid|serve-index) shoot=1 ;;
+    *) shoot=${RENDER_ALL:-0} ;;
+  esac
+  if [[ $shoot == 1 ]]; then
+    chromium "${flags[@]}" --user-data-dir="$profile" --hide-scrollbars --window-size=1280,2400 \
+      --screenshot="$out/$name.png" "file://$page" >>"$out/$name.log" 2>&1 || true
+    if [[ ! -s "$out/$name.png" ]]; then
+      echo "render-report: $name: no screenshot"
+      status=1
+    fi
+  fi
+  chromium "${flags[@]}" --user-data-dir="$profile" --window-size=1280,900 \
+    --virtual-time-budget=15000 --dump-dom "file://$out/$name.measure.html" \
     >"$out/$name.dom.html" 2>>"$out/$name.log" || true
   local width
-  width=$(chromium "${flags[@]}" --user-data-dir="$profile" --window-size=1280,900 \
-    --virtual-time-budget=15000 --dump-dom "file://$out/$name.measure.html" 2>>"$out/$name.log" |
-    sed -n 's/.*data-width="\([0-9]*\) \([0-9]*\)".*/\1 \2/p')
+  width=$(sed -n 's/.*data-width="\([0-9]*\) \([0-9]*\)".*/\1 \2/p' "$out/$name.dom.html")
   rm -rf "$profile"
   if grep -E ":CONSOLE|Uncaught|console\.error" "$out/$name.log" >/dev/null; then
     echo "render-report: $name: console errors:"
     grep -E ":CONSOLE|Uncaught" "$out/$name.log"
-    status=1
-  fi
-  if [[ ! -s "$out/$name.png" ]]; then
-    echo "render-report: $name: no screenshot"
     status=1
   fi
   read -r doc view <<<"${width:-0 0}"
@@ -116,7 +133,7 @@ EOF
       status=1
     fi
   done
-  echo "render-report: $name: $(wc -c <"$page") bytes, $doc px wide in $view px → $out/$name.png"
+  echo "render-report: $name: $(wc -c <"$page") bytes, $doc px wide in $view px"
 }
 # Reports must be self-contained: no scripts, no external resources.
 self_contained() {

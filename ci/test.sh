@@ -27,7 +27,8 @@ cargo test --workspace --all-features --locked
 # The report and serve pages in a real browser (headless Chromium, 1280 px):
 # no console error, no sideways scrolling; with the stored invalid run of
 # every workload and deliberate mistake.
-ci/render-report.sh target/report-render harness/tests/data/violations/*/
+FAULTLINE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/faultline" \
+  ci/render-report.sh target/report-render harness/tests/data/violations/*/
 # The nightly workflow must be valid YAML whose matrix runs shards and merges them.
 python3 - <<'PY'
 import sys

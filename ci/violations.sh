@@ -31,6 +31,7 @@ entries=(
     "vote-without-log-check|vote-without-log-check|append|-n 3 --nemesis partition:isolate-one --nemesis-interval 0.5 ${bare[*]} ${fast[*]}"
     "no-truncate-on-conflict|no-truncate-on-conflict|append|-n 5 --nemesis partition --nemesis-interval 0.5 ${fast5[*]}"
     "forget-vote|forget-vote|append|-n 3 --time-limit 20 --nemesis script:vote-loss ${bare[*]}"
+    "skip-fsync|skip-fsync|append|-n 3 --time-limit 14 --nemesis disk --nemesis-interval 1"
     "set-lost-add|ack-before-fsync|set|-n 3 --nemesis kill:majority+all --nemesis-interval 1"
     "counter-double-add|skip-dedup|counter|-n 3 --time-limit 14 --nemesis pause:leader,kill:leader --nemesis-interval 0.6 ${resend[*]}"
     "kv-stale-read|stale-local-read|kv|-n 3 --nemesis partition:isolate-one+halves --nemesis-interval 1 --concurrency 3n --pin-clients"
