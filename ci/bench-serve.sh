@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `faultline serve` benchmark (release build): a store of N run folders
+# `faultline serve` benchmark (release build, or FAULTLINE_BIN): a store of N run folders
 # (default 1,000; copies of a synthetic valid and invalid run, spread over
 # five workloads), then the time of `GET /` — the index of every run — with
 # curl: the first request, sent the moment the port opens (it waits for the
@@ -12,8 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-1000}"
 [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench-serve: N must be a positive number" >&2; exit 4; }
-cargo build --release --locked -p faultline --quiet
-bin="${CARGO_TARGET_DIR:-$PWD/target}/release/faultline"
+if [[ -n "${FAULTLINE_BIN:-}" ]]; then
+    bin="$FAULTLINE_BIN"
+else
+    cargo build --release --locked -p faultline --quiet
+    bin="${CARGO_TARGET_DIR:-$PWD/target}/release/faultline"
+fi
 work="$(mktemp -d)"
 pid=""
 cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }

@@ -200,7 +200,8 @@ fn read_row(root: &Path, dir: &Path) -> Row {
         started_unix_ms: None,
         problem: None,
     };
-    match read_run(dir) {
+    let head = RunDir::open(dir).and_then(|run| Ok((run.read_config()?, run.read_results_head()?)));
+    match head {
         Ok((config, results)) => {
             if let Some(c) = config {
                 row.workload = c.settings.workload.clone();
@@ -210,7 +211,7 @@ fn read_row(root: &Path, dir: &Path) -> Row {
             }
             if let Some(r) = results {
                 row.verdict = r.verdict.clone();
-                row.faults = faults_text(&r);
+                row.faults = faults_text(&r.faults);
                 row.duration_s = Some(r.wall_time_s);
                 row.seed = row.seed.or(Some(r.seed));
             }
@@ -230,11 +231,11 @@ fn read_run(dir: &Path) -> Result<(Option<Config>, Option<Results>)> {
 }
 
 /// `partition 3, kill 2`, or `none`.
-fn faults_text(r: &Results) -> String {
-    if r.faults.is_empty() {
+fn faults_text(faults: &std::collections::BTreeMap<String, u64>) -> String {
+    if faults.is_empty() {
         return "none".into();
     }
-    r.faults
+    faults
         .iter()
         .map(|(k, n)| format!("{k} {n}"))
         .collect::<Vec<_>>()
@@ -547,7 +548,7 @@ fn compare_page(sides: &[Side]) -> String {
             .map(|c| crate::settings::describe_drawn(&c.settings))
             .unwrap_or_default()
     });
-    add("faults", &|s| res(s, &faults_text));
+    add("faults", &|s| res(s, &|r| faults_text(&r.faults)));
     add("operations (ok / fail / info)", &|s| {
         res(s, &|r| {
             format!(

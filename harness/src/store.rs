@@ -185,6 +185,19 @@ pub struct Results {
     pub availability: Option<Value>,
 }
 
+/// The head of `results.json` (see [`RunDir::read_results_head`]).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct ResultsHead {
+    /// `valid`, `invalid` or `unknown`.
+    pub verdict: String,
+    /// The seed.
+    pub seed: u64,
+    /// Faults carried out, by name.
+    pub faults: BTreeMap<String, u64>,
+    /// Seconds from start to end of the controller's work.
+    pub wall_time_s: f64,
+}
+
 /// One line of `nemesis.jsonl`: one fault action.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct NemesisLine {
@@ -332,6 +345,12 @@ impl RunDir {
         read_json(&self.dir.join("results.json"))
     }
 
+    /// Reads what an index of runs shows from `results.json` (`None` if
+    /// absent), skipping the rest unparsed.
+    pub fn read_results_head(&self) -> Result<Option<ResultsHead>> {
+        read_json(&self.dir.join("results.json"))
+    }
+
     /// Creates `nemesis.jsonl` for appending.
     pub fn nemesis_log(&self) -> Result<NemesisLog> {
         let p = self.dir.join("nemesis.jsonl");
@@ -391,9 +410,15 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let v: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
-    match v.get("schema").and_then(Value::as_u64) {
+    // The schema first, without building the whole document (a checker's
+    // output can be large); then the typed value straight from the text.
+    #[derive(Deserialize)]
+    struct Probe {
+        schema: Option<u64>,
+    }
+    let probe: Probe = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON (a JSON object)", path.display()))?;
+    match probe.schema {
         Some(s) if s == u64::from(SCHEMA) => {}
         Some(s) => bail!(
             "{}: schema {s}; this faultline reads schema {SCHEMA}",
@@ -404,7 +429,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
             path.display()
         ),
     }
-    serde_json::from_value(v)
+    serde_json::from_str(&text)
         .map(Some)
         .with_context(|| format!("{}: not a schema {SCHEMA} file", path.display()))
 }
