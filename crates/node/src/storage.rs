@@ -659,6 +659,12 @@ impl Storage {
     /// Starts a new segment after making the current one durable.
     fn roll(&mut self) -> Result<(), StorageError> {
         self.sync()?;
+        // Commit-index records are written without marking the log dirty,
+        // so `sync` may leave one unsynced: sync the segment regardless.
+        // Once a newer segment exists, a torn tail in this one is no longer
+        // a tail, and recovery refuses it (the node would never start).
+        let old = &self.segments.last().expect("a segment").path;
+        self.syncer.file(&self.file, true, old)?;
         let path = segment_path(&self.dir, self.last_index + 1);
         let file = File::create(&path).map_err(io_err("create", &path))?;
         self.syncer.dir(&self.dir)?;
@@ -859,6 +865,36 @@ mod tests {
             }
         );
         assert_eq!(s.last_index(), 6);
+    }
+
+    #[test]
+    fn a_segment_is_synced_before_a_newer_one_starts_even_with_only_a_commit_record_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StorageOptions {
+            segment_bytes: 64,
+            fsync: true,
+        };
+        let (mut s, _) = Storage::open(dir.path(), opts).unwrap();
+        let mut i = 1;
+        while s.segments.last().unwrap().len < 64 {
+            s.append(&[entry(i, 1)]).unwrap();
+            s.sync().unwrap();
+            i += 1;
+        }
+        // A commit-index record: written, deliberately not marked dirty.
+        s.set_hard_state(HardState {
+            term: 0,
+            vote: None,
+            commit: i - 1,
+        })
+        .unwrap();
+        assert!(!s.needs_sync());
+        let before = s.sync_calls();
+        let segments = s.segments.len();
+        s.append(&[entry(i, 1)]).unwrap();
+        assert_eq!(s.segments.len(), segments + 1, "the append rolled");
+        // The old segment (its commit record) and the directory.
+        assert_eq!(s.sync_calls() - before, 2);
     }
 
     #[test]
