@@ -80,6 +80,8 @@ pub struct Page<'a> {
     pub avail: &'a [Availability],
     /// The witness, if the run is invalid and the witness was found.
     pub witness: Option<&'a Witness>,
+    /// The account of the violation and the ops it names ([`super::explain`]).
+    pub account: Option<&'a super::explain::Account>,
     /// The verdict name (`valid`, `invalid`, `unknown`).
     pub verdict: String,
     /// The run folder as the user named it (for the regenerate hint).
@@ -235,12 +237,11 @@ fn witness_section(h: &mut String, p: &Page<'_>, w: &Witness) {
     let by_index: HashMap<u64, &super::load::OpRec> =
         p.run.ops.iter().map(|o| (o.index, o)).collect();
     h.push_str("<section id=witness><h2>Why it is invalid</h2>");
-    let (plain, named) = super::explain::explain(w, &by_index, &p.run.ops, &p.run.windows)
-        .unwrap_or_else(|| {
-            // The checker's first sentence(s), before the list of ops.
-            let first = w.explanation.lines().next().unwrap_or("").to_string();
-            (first, Vec::new())
-        });
+    let (plain, named) = p.account.cloned().unwrap_or_else(|| {
+        // The checker's first sentence(s), before the list of ops.
+        let first = w.explanation.lines().next().unwrap_or("").to_string();
+        (first, Vec::new())
+    });
     let _ = write!(h, "<p class=explain>{}</p>", esc(&plain));
     if let Some((svg, note)) = witness::timeline(w, &named, &p.run.ops, &by_index, p.run.end_ns) {
         if let Some(n) = note {

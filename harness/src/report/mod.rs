@@ -164,6 +164,12 @@ pub fn write_report(dir: &Path) -> Result<ReportSummary> {
             .iter()
             .filter_map(|c| c.note.as_ref().map(|n| format!("{}: {n}", c.file))),
     );
+    // The account of the violation, once: the page and the summary show it.
+    let account = witness.as_ref().and_then(|w| {
+        let by_index: std::collections::HashMap<u64, &load::OpRec> =
+            run.ops.iter().map(|o| (o.index, o)).collect();
+        explain::explain(w, &by_index, &run.ops, &run.windows)
+    });
     let page = html::Page {
         run_name,
         run: &run,
@@ -171,14 +177,11 @@ pub fn write_report(dir: &Path) -> Result<ReportSummary> {
         charts: &charts,
         avail: &avail,
         witness: witness.as_ref(),
+        account: account.as_ref(),
         verdict: verdict.clone(),
         dir: dir.display().to_string(),
     };
-    let why = witness.as_ref().and_then(|w| {
-        let by_index: std::collections::HashMap<u64, &load::OpRec> =
-            run.ops.iter().map(|o| (o.index, o)).collect();
-        explain::explain(w, &by_index, &run.ops, &run.windows).map(|(text, _)| text)
-    });
+    let why = account.as_ref().map(|(text, _)| text.clone());
     let text = html::render(&page);
     write("report.html", &text, &mut files)?;
     let latency = lat.table();
