@@ -460,6 +460,6 @@ mod tests {
         let mut a = BASE.to_vec();
         a.extend(["--peer-client", "n9=http://x"]);
         assert!(parse(&a).is_err());
-        assert_eq!(bug_list().len(), 10);
+        assert_eq!(bug_list().len(), 12);
     }
 }

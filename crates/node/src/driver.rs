@@ -460,6 +460,10 @@ impl Driver {
         self.applied_term = e.term;
         let outcome = match e.kind {
             EntryKind::Noop => None,
+            EntryKind::Config => {
+                self.applied_config(&e);
+                None
+            }
             EntryKind::Normal => match Command::decode(&e.data) {
                 Ok(cmd) => Some(self.kv.apply(cmd, !self.cfg.has_bug(NodeBug::SkipDedup))),
                 Err(err) => {
@@ -497,6 +501,11 @@ impl Driver {
         }
     }
 
+    /// A configuration entry was applied.
+    fn applied_config(&mut self, e: &Entry) {
+        tracing::info!(index = e.index, "configuration applied");
+    }
+
     /// Writes the log writes held back by the `ack-before-fsync` bug.
     fn flush_deferred(&mut self) -> Result<(), DriverError> {
         for (entries, hs) in std::mem::take(&mut self.deferred) {
@@ -523,22 +532,28 @@ impl Driver {
         // The snapshot must not overtake log writes held back by a test bug.
         self.flush_deferred()?;
         let started = Instant::now();
-        let snap = Snapshot {
-            meta: SnapshotMeta {
-                index: self.applied,
-                term: self.applied_term,
-            },
-            data: self.kv.snapshot(),
-        };
-        let writer = self.storage.snapshot_writer();
-        let index = snap.meta.index;
-        let bytes = snap.data.len();
+        let data = self.kv.snapshot();
+        let index = self.applied;
         // The core may serve the snapshot to lagging followers at once: our
         // own log keeps the entries until the file is durable.
-        let data = snap.data.clone();
-        if let Err(e) = self.raft.compact(index, data) {
-            tracing::warn!("core refused compaction: {e}");
-        }
+        let membership = match self.raft.compact(index, data.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("core refused compaction: {e}");
+                self.snapshot_index = index;
+                return Ok(());
+            }
+        };
+        let snap = Snapshot {
+            meta: SnapshotMeta {
+                index,
+                term: self.applied_term,
+            },
+            membership,
+            data,
+        };
+        let writer = self.storage.snapshot_writer();
+        let bytes = snap.data.len();
         self.snapshot_index = index;
         self.snapshot_job = Some(std::thread::spawn(move || {
             writer.write(&snap)?;
