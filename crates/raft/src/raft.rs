@@ -208,6 +208,19 @@ impl Raft {
             // disrupt the cluster.
             return Ok(());
         }
+        if !self.others.contains(&msg.from)
+            && !matches!(
+                msg.body,
+                MessageBody::AppendEntries { .. } | MessageBody::InstallSnapshot { .. }
+            )
+        {
+            // An answer from a node outside the configuration (removed
+            // since it was asked) counts for nothing here, and the term it
+            // carries — raised while it campaigned where no one listens —
+            // must not depose a leader. Only a leader's messages are taken
+            // from a node this one does not know of yet.
+            return Ok(());
+        }
         if msg.term > self.term {
             match &msg.body {
                 MessageBody::PreVote { .. } | MessageBody::RequestVote { .. } => {

@@ -3,10 +3,10 @@
 //! leader change, batching), the simulator over many seeds, and one test
 //! per deliberate mistake proving the simulator catches it.
 
-use faultline_raft::sim::{self, Profile, SimOptions, SoakTotals};
+use faultline_raft::sim::{self, Profile, Property, SimOptions, SoakTotals};
 use faultline_raft::{
-    Bug, Config, Entry, EntryKind, Error, HardState, Message, MessageBody, NodeId, Persisted, Raft,
-    ReadMode, Ready, Role, Snapshot,
+    Bug, Config, Entry, EntryKind, Error, HardState, Membership, MembershipChange, Message,
+    MessageBody, NodeId, Persisted, Raft, ReadMode, Ready, Role, Snapshot,
 };
 
 // ---------------------------------------------------------------------------
@@ -677,6 +677,144 @@ fn bad_input_is_refused() {
 }
 
 // ---------------------------------------------------------------------------
+// Membership changes.
+
+impl Cluster {
+    /// Adds node `id` (the next one) as a node that joins: no peers, an
+    /// empty disk.
+    fn join(&mut self, id: NodeId) {
+        assert_eq!(id as usize, self.nodes.len() + 1);
+        let mut cfg = config(id, 0, no_cq);
+        cfg.peers = Vec::new();
+        self.nodes
+            .push(Some(Raft::new(cfg, Persisted::default()).expect("valid")));
+        self.applied.push(Vec::new());
+        self.readies.push(Vec::new());
+    }
+
+    /// Ticks the leader `id` a few times, delivering everything, so that
+    /// commit indexes reach every follower.
+    fn heartbeats(&mut self, id: NodeId) {
+        for _ in 0..3 {
+            self.node(id).tick();
+            self.settle();
+        }
+    }
+}
+
+/// A learner joins with an empty disk, catches up, and replaces the leader
+/// through C_old,new (in force on the leader as soon as appended) and then
+/// C_new, which the leader appends by itself; the old leader steps down
+/// once C_new is committed, never campaigns again, and the others go on.
+#[test]
+fn membership_change_goes_through_joint_consensus() {
+    let mut c = Cluster::new(3, no_cq);
+    c.elect(1);
+    c.settle();
+    c.join(4);
+    assert_eq!(c.node(4).membership().0, &Membership::default());
+    c.node(1)
+        .change_membership(MembershipChange::AddLearner(4))
+        .expect("leader");
+    assert!(matches!(
+        c.node(1).change_membership(MembershipChange::Promote(4)),
+        Err(Error::ChangeInProgress(_))
+    ));
+    c.settle();
+    c.heartbeats(1);
+    assert_eq!(c.node(4).membership().0.learners, vec![4]);
+    assert!(matches!(
+        c.node(1).change_membership(MembershipChange::Remove(9)),
+        Err(Error::BadChange(_))
+    ));
+    c.node(1)
+        .change_membership(MembershipChange::Replace {
+            promote: 4,
+            remove: 1,
+        })
+        .expect("leader");
+    let m = c.node(1).membership().0.clone();
+    assert_eq!((m.voters, m.outgoing), (vec![2, 3, 4], vec![1, 2, 3]));
+    c.settle();
+    c.heartbeats(1);
+    for id in 2..=4 {
+        assert_eq!(
+            c.node(id).membership().0,
+            &Membership::of_voters(&[2, 3, 4]),
+            "node {id}"
+        );
+    }
+    assert_eq!(c.node(1).status().role, Role::Follower);
+    // Node 1 is out: it never campaigns; one of 2..4 is elected.
+    let term = c.node(1).status().term;
+    let mut leader = None;
+    for _ in 0..100 {
+        for id in 1..=4 {
+            c.node(id).tick();
+        }
+        c.settle();
+        leader = (2..=4).find(|&id| c.node(id).status().role == Role::Leader);
+        if leader.is_some() {
+            break;
+        }
+    }
+    let l = leader.expect("a leader among 2..4");
+    assert_ne!(c.node(1).status().role, Role::Leader);
+    assert!(c.node(l).status().term > term);
+    c.node(l).propose(b"after".to_vec()).expect("leader");
+    c.settle();
+    c.heartbeats(l);
+    assert_eq!(c.applied[3].last(), c.applied[l as usize - 1].last());
+}
+
+/// A removed node that keeps running cannot disturb the cluster: its
+/// campaigns are ignored, and neither can the higher term it reached that
+/// way depose the leader through an answer to an AppendEntries sent while
+/// it was a member. (Before the fix, that answer made the leader step down:
+/// raft-sim seeds 168 and 186 of `--profile membership --nodes 3 --steps
+/// 500`, where the property `disruption` catches it.)
+#[test]
+fn a_removed_node_cannot_disrupt_the_cluster() {
+    let mut c = Cluster::new(3, no_cq);
+    c.elect(1);
+    c.settle();
+    c.node(1)
+        .change_membership(MembershipChange::Remove(3))
+        .expect("leader");
+    c.settle();
+    c.heartbeats(1);
+    assert_eq!(c.node(1).membership().0, &Membership::of_voters(&[1, 2]));
+    let term = c.node(1).status().term;
+    // Node 3 campaigns on its own (without pre-vote it raises its term).
+    for _ in 0..60 {
+        c.node(3).tick();
+        c.settle();
+    }
+    let st = c.node(1).status();
+    assert_eq!((st.role, st.term), (Role::Leader, term));
+    // An answer from node 3 at a higher term, to an append of the time it
+    // was a member, changes nothing either.
+    c.node(1)
+        .step(Message {
+            from: 3,
+            to: 1,
+            term: term + 5,
+            body: MessageBody::AppendEntriesResponse {
+                success: false,
+                match_index: 0,
+                conflict: None,
+                read_round: 0,
+            },
+        })
+        .expect("routed");
+    let st = c.node(1).status();
+    assert_eq!((st.role, st.term), (Role::Leader, term));
+    c.node(1)
+        .propose(b"still".to_vec())
+        .expect("still the leader");
+}
+
+// ---------------------------------------------------------------------------
 // The simulator.
 
 /// At least 500 seeds of a few hundred steps each, over both cluster sizes
@@ -753,6 +891,152 @@ fn caught_within(bug: Bug, profile: Profile, nodes: usize, bound: u64) {
     );
 }
 
+/// Membership churn: 1,200 seeds where an administrator adds learners
+/// (spares started with an empty disk), promotes them, removes voters
+/// (stopping them for good or leaving them running) and replaces voters in
+/// one joint change, most with the membership profile's faults aimed just
+/// after each change, the rest on top of every other profile. Every
+/// property holds, the commit quorum of every configuration in force and
+/// each node's membership view included, and after healing every member
+/// settles in one committed configuration.
+#[test]
+fn simulator_membership_churn_finds_no_violation() {
+    let start = std::time::Instant::now();
+    let mut totals = SoakTotals::default();
+    let mut seed = 1_000_000;
+    let plan = [
+        (Profile::Membership, 600),
+        (Profile::Mixed, 150),
+        (Profile::Crashes, 150),
+        (Profile::Partitions, 150),
+        (Profile::Churn, 150),
+    ];
+    for (profile, seeds) in plan {
+        for k in 0..seeds {
+            let mut o = SimOptions::new(seed, 3 + k % 3, 400);
+            o.profile = profile;
+            o.membership = true;
+            seed += 1;
+            totals.add(sim::run(&o));
+        }
+    }
+    let c = totals.churn;
+    always_print(&format!(
+        "raft simulator, membership churn: {} seeds, {} steps, {} messages, {} acknowledged writes, {} reads, {} crashes, {} restarts; {} changes asked, {} accepted ({} learners added, {} of them again, {} promotions, {} removals, {} replacements), {} refused ({} learners not caught up, {} changes in progress); {} joint and {} other configurations committed; {} snapshots installed ({} to learners); {} removed nodes stopped for good, {} left running; {} faults right after a change; {} leaders deposed by a learner's higher term; checked in {:.1}s",
+        totals.seeds,
+        totals.steps,
+        totals.messages,
+        totals.acked_writes,
+        totals.reads,
+        totals.crashes,
+        totals.restarts,
+        c.asked,
+        c.accepted,
+        c.learners_added,
+        c.readded,
+        c.promotions,
+        c.removals,
+        c.replacements,
+        c.refused,
+        c.not_caught_up,
+        c.in_progress,
+        c.joint_committed,
+        c.configs_committed,
+        totals.snapshots_installed,
+        c.learner_snapshots,
+        c.retired,
+        c.kept_running,
+        c.after_change_faults,
+        c.learner_depositions,
+        start.elapsed().as_secs_f64()
+    ));
+    let failures: Vec<String> = totals
+        .failures
+        .iter()
+        .filter_map(|f| f.failure_text())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(totals.seeds >= 1000);
+    // The runs did what they are for.
+    assert!(totals.acked_writes > 10_000);
+    assert!(c.joint_committed > 1000, "{c:?}");
+    assert!(c.replacements > 200 && c.promotions > 200, "{c:?}");
+    assert!(c.learner_snapshots > 1000, "{c:?}");
+    assert!(
+        c.retired > 100 && c.kept_running > 100 && c.readded > 100,
+        "{c:?}"
+    );
+    assert!(c.not_caught_up > 0 && c.after_change_faults > 1000, "{c:?}");
+    assert!(totals.restarts > 1000);
+}
+
+/// Runs the membership profile with `bug` on over `seeds` seeds (3, 4 and
+/// 5 initial voters), not checking `ignore`; prints and returns how many
+/// seeds caught it, and by which property first.
+fn membership_catch_rate(bug: Bug, seeds: u64, ignore: &[Property]) -> u64 {
+    let mut caught = 0;
+    let mut by: Vec<(Property, u64)> = Vec::new();
+    let mut first = None;
+    for seed in 0..seeds {
+        let mut o = SimOptions::new(seed, 3 + (seed % 3) as usize, 500);
+        o.profile = Profile::Membership;
+        o.bugs = vec![bug];
+        o.ignore = ignore.to_vec();
+        let r = sim::run(&o);
+        let Some(v) = r.violation else { continue };
+        caught += 1;
+        match by.iter_mut().find(|(p, _)| *p == v.property) {
+            Some((_, n)) => *n += 1,
+            None => by.push((v.property, 1)),
+        }
+        first.get_or_insert(o.replay_command());
+    }
+    let by: Vec<String> = by
+        .iter()
+        .map(|(p, n)| format!("{} {n}", p.name()))
+        .collect();
+    let unchecked: Vec<&str> = ignore.iter().map(|p| p.key()).collect();
+    always_print(&format!(
+        "{}: caught in {caught} of {seeds} seeds of membership churn{} (first broken: {}; first replay: {})",
+        bug.name(),
+        if unchecked.is_empty() {
+            String::new()
+        } else {
+            format!(" without checking {}", unchecked.join(", "))
+        },
+        by.join(", "),
+        first.as_deref().unwrap_or("none")
+    ));
+    caught
+}
+
+/// Changing several voters at once without joint consensus lets two
+/// disjoint majorities decide: two leaders in one term, or a leader
+/// missing a committed entry.
+#[test]
+fn simulator_catches_single_step_change() {
+    let caught = membership_catch_rate(Bug::SingleStepChange, 450, &[]);
+    assert!(
+        caught >= 3,
+        "single-step-change caught in only {caught} seeds"
+    );
+}
+
+/// A configuration that counts only once committed: every node's view
+/// disagrees with its log at once, and without that check the leader is
+/// seen committing C_old,new on a majority of C_old alone (the commit
+/// quorum of §6).
+#[test]
+fn simulator_catches_config_on_commit() {
+    let all = membership_catch_rate(Bug::ConfigOnCommit, 30, &[]);
+    assert_eq!(all, 30, "every run with a change sees the wrong view");
+    let quorum = membership_catch_rate(Bug::ConfigOnCommit, 150, &[Property::MembershipView]);
+    assert!(
+        quorum >= 3,
+        "config-on-commit broke the commit quorum in only {quorum} seeds"
+    );
+}
+
 #[test]
 fn simulator_catches_vote_without_log_check() {
     caught_within(Bug::VoteWithoutLogCheck, Profile::Mixed, 5, 50);
@@ -792,4 +1076,17 @@ fn simulator_runs_are_deterministic() {
         o.replay_command()
             .contains("--seed 42 --nodes 5 --steps 300")
     );
+    let mut o = SimOptions::new(7, 4, 300);
+    o.membership = true;
+    o.profile = Profile::Partitions;
+    o.ignore = vec![Property::Liveness];
+    let (a, b) = (sim::run(&o), sim::run(&o));
+    assert_eq!(
+        (a.steps, a.messages, a.restarts, a.churn),
+        (b.steps, b.messages, b.restarts, b.churn)
+    );
+    assert!(a.churn.accepted > 0, "{:?}", a.churn);
+    assert!(o.replay_command().ends_with(
+        "--seed 7 --nodes 4 --steps 300 --profile partitions --membership --ignore liveness"
+    ));
 }

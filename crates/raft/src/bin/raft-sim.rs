@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Parser;
 use faultline_raft::Bug;
-use faultline_raft::sim::{self, Profile, SimOptions, SoakTotals};
+use faultline_raft::sim::{self, Profile, Property, SimOptions, SoakTotals};
 
 /// Raw command-line arguments.
 #[derive(Parser, Debug)]
@@ -29,7 +29,8 @@ struct Args {
     /// The first seed of a soak.
     #[arg(long, default_value_t = 0)]
     start_seed: u64,
-    /// Cluster size: 3 or 5.
+    /// Cluster size: 3 or 5; with membership churn, the initial voters
+    /// (3 to 5) out of a pool of 7 node ids.
     #[arg(long, default_value_t = 5)]
     nodes: usize,
     /// Ticks of faulty operation per seed, before healing.
@@ -37,12 +38,23 @@ struct Args {
     steps: u64,
     /// Switch on a deliberate mistake (repeatable): vote-without-log-check,
     /// commit-previous-term, forget-vote, no-truncate-on-conflict,
-    /// stale-leader-read.
+    /// stale-leader-read, single-step-change, config-on-commit.
     #[arg(long = "bug")]
     bugs: Vec<String>,
-    /// Fault mix: mixed, crashes, partitions or churn.
+    /// Fault mix: mixed, crashes, partitions, churn or membership (which
+    /// implies --membership).
     #[arg(long, default_value = "mixed")]
     profile: String,
+    /// Membership churn: an administrator adds learners, promotes, removes
+    /// and replaces voters while the profile's faults go on.
+    #[arg(long)]
+    membership: bool,
+    /// Do not check this property (repeatable), to see what else a mistake
+    /// breaks: election-safety, log-matching, leader-completeness,
+    /// state-machine-safety, linearizable-reads, liveness, commit-quorum,
+    /// membership-view, disruption, contract.
+    #[arg(long = "ignore")]
+    ignore: Vec<String>,
     /// Worker threads for a soak (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -56,18 +68,32 @@ struct Settings {
 }
 
 fn settings(a: Args) -> anyhow::Result<Settings> {
-    if a.nodes != 3 && a.nodes != 5 {
-        bail!("--nodes must be 3 or 5, not {}", a.nodes);
-    }
     if a.steps == 0 {
         bail!("--steps must be at least 1");
     }
     let profile = Profile::from_name(&a.profile).with_context(|| {
         format!(
-            "unknown --profile {:?}; known: mixed, crashes, partitions, churn",
+            "unknown --profile {:?}; known: mixed, crashes, partitions, churn, membership",
             a.profile
         )
     })?;
+    let churn = a.membership || profile == Profile::Membership;
+    if churn && !(3..=5).contains(&a.nodes) {
+        bail!(
+            "--nodes must be 3 to 5 with membership churn, not {}",
+            a.nodes
+        );
+    }
+    if !churn && a.nodes != 3 && a.nodes != 5 {
+        bail!("--nodes must be 3 or 5, not {}", a.nodes);
+    }
+    let mut ignore = Vec::new();
+    for p in &a.ignore {
+        ignore.push(Property::from_key(p).with_context(|| {
+            let known: Vec<&str> = Property::ALL.iter().map(|p| p.key()).collect();
+            format!("unknown --ignore {p:?}; known: {}", known.join(", "))
+        })?);
+    }
     let mut bugs = Vec::new();
     for b in &a.bugs {
         bugs.push(Bug::from_name(b)?);
@@ -83,6 +109,8 @@ fn settings(a: Args) -> anyhow::Result<Settings> {
     let mut template = SimOptions::new(0, a.nodes, a.steps);
     template.bugs = bugs;
     template.profile = profile;
+    template.membership = a.membership;
+    template.ignore = ignore;
     Ok(Settings {
         template,
         seeds,
@@ -123,7 +151,7 @@ fn main() -> ExitCode {
     let t = totals.into_inner().expect("totals lock");
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "raft-sim: {} seeds, {} steps, {} messages, {} acknowledged writes, {} reads, {} crashes ({} with a Ready not acted on) checked in {:.1}s; {} failing",
+        "raft-sim: {} seeds, {} steps, {} messages, {} acknowledged writes, {} reads, {} crashes ({} with a Ready not acted on), {} restarts, {} snapshots installed checked in {:.1}s; {} failing",
         t.seeds,
         t.steps,
         t.messages,
@@ -131,9 +159,34 @@ fn main() -> ExitCode {
         t.reads,
         t.crashes,
         t.torn_readies,
+        t.restarts,
+        t.snapshots_installed,
         secs,
         t.failures.len()
     );
+    if s.template.churn() {
+        let c = &t.churn;
+        println!(
+            "raft-sim: membership: {} changes asked, {} accepted ({} learners added, {} of them again, {} promotions, {} removals, {} replacements), {} refused ({} learners not caught up, {} changes in progress); {} joint and {} other configurations committed; {} snapshots installed to learners; {} removed nodes stopped for good, {} left running; {} faults right after a change; {} leaders deposed by a learner's higher term",
+            c.asked,
+            c.accepted,
+            c.learners_added,
+            c.readded,
+            c.promotions,
+            c.removals,
+            c.replacements,
+            c.refused,
+            c.not_caught_up,
+            c.in_progress,
+            c.joint_committed,
+            c.configs_committed,
+            c.learner_snapshots,
+            c.retired,
+            c.kept_running,
+            c.after_change_faults,
+            c.learner_depositions
+        );
+    }
     if t.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

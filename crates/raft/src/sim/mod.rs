@@ -5,23 +5,36 @@
 //! checks of [`check`] run as it goes; at the end the network heals and every
 //! acknowledged write must reach every node.
 //!
+//! With membership churn ([`SimOptions::membership`], or the `membership`
+//! profile) the cluster draws on a pool of [`POOL`] node ids: it starts with
+//! [`SimOptions::nodes`] voters, and an administrator asks whichever node
+//! leads for changes — add a spare as a learner (started with an empty
+//! disk and no peers), promote it, remove a voter, or replace one with a
+//! learner in one joint change — with faults aimed at the moments just
+//! after. A removed node is either stopped for good once its removal is
+//! committed or left running, and may be added again later. After healing
+//! only the members of the cluster must converge.
+//!
 //! Every random choice comes from one ChaCha8 stream seeded by
 //! [`SimOptions::seed`], so a run is replayed exactly by its seed and options
 //! ([`SimOptions::replay_command`]).
 
 mod check;
+mod churn;
 
 use std::collections::BTreeSet;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use check::{Checker, fnv};
 pub use check::{Property, Violation};
+pub use churn::ChurnStats;
 
 use crate::types::{
-    Bug, Config, Entry, Message, NodeId, Persisted, ReadMode, Ready, Role, Snapshot, SnapshotMeta,
+    Bug, Config, Entry, EntryKind, Membership, Message, NodeId, Persisted, ReadMode, Ready, Role,
+    Snapshot, SnapshotMeta,
 };
 use crate::{Error, Raft};
 
@@ -40,15 +53,21 @@ pub enum Profile {
     /// off right after they commit, so logs diverge as in Figure 8 (finds
     /// `commit-previous-term`).
     Churn,
+    /// Membership churn (always on in this profile): frequent changes,
+    /// snapshots sent to new learners, and crashes, isolations and splits
+    /// right after a change is asked for (finds `single-step-change` and
+    /// `config-on-commit`).
+    Membership,
 }
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 4] = [
+    pub const ALL: [Profile; 5] = [
         Profile::Mixed,
         Profile::Crashes,
         Profile::Partitions,
         Profile::Churn,
+        Profile::Membership,
     ];
 
     /// The name used on command lines.
@@ -58,6 +77,7 @@ impl Profile {
             Profile::Crashes => "crashes",
             Profile::Partitions => "partitions",
             Profile::Churn => "churn",
+            Profile::Membership => "membership",
         }
     }
 
@@ -67,12 +87,16 @@ impl Profile {
     }
 }
 
+/// The ids a cluster with membership churn draws on: 1 to `POOL`.
+pub const POOL: usize = 7;
+
 /// What to simulate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimOptions {
     /// The seed of every random choice.
     pub seed: u64,
-    /// Cluster size (3 or 5).
+    /// Cluster size (3 or 5); with membership churn, the initial voters
+    /// (3 to 5) out of a pool of [`POOL`] ids.
     pub nodes: usize,
     /// Ticks of faulty operation before healing.
     pub steps: u64,
@@ -80,6 +104,12 @@ pub struct SimOptions {
     pub bugs: Vec<Bug>,
     /// The fault mix.
     pub profile: Profile,
+    /// Membership churn on top of the profile's faults (always on with
+    /// [`Profile::Membership`]).
+    pub membership: bool,
+    /// Properties not checked (to see what else a mistake breaks); empty
+    /// normally.
+    pub ignore: Vec<Property>,
 }
 
 impl SimOptions {
@@ -91,7 +121,14 @@ impl SimOptions {
             steps,
             bugs: Vec::new(),
             profile: Profile::Mixed,
+            membership: false,
+            ignore: Vec::new(),
         }
+    }
+
+    /// True when the administrator changes the membership in this run.
+    pub fn churn(&self) -> bool {
+        self.membership || self.profile == Profile::Membership
     }
 
     /// The command that replays this run.
@@ -103,8 +140,14 @@ impl SimOptions {
         if self.profile != Profile::Mixed {
             s.push_str(&format!(" --profile {}", self.profile.name()));
         }
+        if self.membership && self.profile != Profile::Membership {
+            s.push_str(" --membership");
+        }
         for b in &self.bugs {
             s.push_str(&format!(" --bug {}", b.name()));
+        }
+        for p in &self.ignore {
+            s.push_str(&format!(" --ignore {}", p.key()));
         }
         s
     }
@@ -128,6 +171,12 @@ pub struct SimReport {
     /// Crashes that caught a node with a Ready not yet acted on (lost, or
     /// persisted only in part).
     pub torn_readies: u64,
+    /// Restarts of crashed nodes.
+    pub restarts: u64,
+    /// Snapshots nodes installed from a leader.
+    pub snapshots_installed: u64,
+    /// What the membership administrator did (all zero without churn).
+    pub churn: ChurnStats,
     /// The first broken property, if any.
     pub violation: Option<Violation>,
 }
@@ -181,6 +230,15 @@ struct Knobs {
     /// Probability that a node acts on its Ready right after an event (else
     /// at the end of the tick, leaving a window in which a crash loses it).
     eager_ready: f64,
+    /// With membership churn: probability per tick that the administrator
+    /// asks a leader for a change.
+    admin: f64,
+    /// Probability that a fault strikes right after a change was accepted
+    /// (the leader crashes or is isolated, or the network splits).
+    after_change: f64,
+    /// Probability that a removed node is stopped for good (else it keeps
+    /// running, and may be added again).
+    retire: f64,
 }
 
 impl Knobs {
@@ -208,6 +266,9 @@ impl Knobs {
             bounce: 0.0005,
             vote_bounce: 0.01,
             commit_crash: 0.002,
+            admin: 0.04,
+            after_change: 0.2,
+            retire: 0.5,
         };
         match profile {
             Profile::Mixed => {}
@@ -246,6 +307,17 @@ impl Knobs {
                 k.commit_crash = 0.5;
                 k.writes = 1.0;
             }
+            Profile::Membership => {
+                k.crash = [0.005, 0.01, 0.02][rng.random_range(0..3)];
+                k.restart = 0.2;
+                k.partition = [0.01, 0.02][rng.random_range(0..2)];
+                k.heal = [0.03, 0.1][rng.random_range(0..2)];
+                k.compact = 0.05;
+                k.admin = [0.05, 0.1, 0.2][rng.random_range(0..3)];
+                k.after_change = [0.4, 0.8][rng.random_range(0..2)];
+                k.commit_crash = 0.01;
+                k.writes = 0.25;
+            }
         }
         k
     }
@@ -275,9 +347,28 @@ impl App {
     }
 }
 
+/// Where a node of the pool is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    /// Never started: a spare id the administrator may add.
+    Spare,
+    /// Started: running, or crashed and waiting for a restart.
+    Active,
+    /// Removed from the cluster and stopped for good.
+    Retired,
+}
+
 /// One simulated node: the core (None while crashed), its disk and its app.
 struct Node {
     id: NodeId,
+    /// `Config::peers`: the initial voters, or none for a node that joins.
+    peers: Vec<NodeId>,
+    life: Life,
+    /// Stop it for good once a leader has committed a configuration
+    /// without it (it was removed).
+    retire: bool,
+    /// A leader accepted to add it as a learner before.
+    added: bool,
     raft: Option<Raft>,
     disk: Persisted,
     app: App,
@@ -321,18 +412,52 @@ struct Sim {
     crashes: u64,
     /// Crashes that caught a node with a Ready it had not acted on.
     torn_readies: u64,
+    snapshots_installed: u64,
     quiet: bool,
+    /// Membership churn is on.
+    churn: bool,
+    stats: ChurnStats,
+    /// A split of the network scheduled shortly after a change: when, and
+    /// the nodes on one side (empty: random sides).
+    split_at: Option<(u64, Vec<NodeId>)>,
+    /// The network does not heal before this tick (a split after a change
+    /// holds for a while).
+    hold_until: u64,
+    /// Per node: the term it last led and the commit index up to which
+    /// the commit quorum was checked in it.
+    quorum_checked: FxHashMap<NodeId, (u64, u64)>,
+    /// Configuration entries seen applied (by index), to count each once.
+    configs_applied: FxHashSet<u64>,
 }
 
 /// Runs one simulation and reports what it found.
 pub fn run(opts: &SimOptions) -> SimReport {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let knobs = Knobs::draw(&mut rng, opts.profile);
-    let ids: Vec<NodeId> = (1..=opts.nodes as u64).collect();
+    let churn = opts.churn();
+    let pool = if churn {
+        POOL.max(opts.nodes)
+    } else {
+        opts.nodes
+    };
+    let voters: Vec<NodeId> = (1..=opts.nodes as u64).collect();
+    let ids: Vec<NodeId> = (1..=pool as u64).collect();
     let nodes = ids
         .iter()
         .map(|&id| Node {
             id,
+            peers: if voters.contains(&id) {
+                voters.clone()
+            } else {
+                Vec::new()
+            },
+            life: if voters.contains(&id) {
+                Life::Active
+            } else {
+                Life::Spare
+            },
+            retire: false,
+            added: false,
             raft: None,
             disk: Persisted::default(),
             app: App::default(),
@@ -360,10 +485,20 @@ pub fn run(opts: &SimOptions) -> SimReport {
         served: 0,
         crashes: 0,
         torn_readies: 0,
+        snapshots_installed: 0,
         quiet: false,
+        churn,
+        stats: ChurnStats::default(),
+        split_at: None,
+        hold_until: 0,
+        quorum_checked: FxHashMap::default(),
+        configs_applied: FxHashSet::default(),
     };
+    sim.check.ignore = opts.ignore.clone();
     for i in 0..sim.nodes.len() {
-        sim.start(i);
+        if sim.nodes[i].life == Life::Active {
+            sim.start(i);
+        }
     }
     sim.main_phase();
     if sim.check.violation.is_none() {
@@ -377,14 +512,17 @@ pub fn run(opts: &SimOptions) -> SimReport {
         reads: sim.served,
         crashes: sim.crashes,
         torn_readies: sim.torn_readies,
+        restarts: sim.nodes.iter().map(|n| n.restarts).sum(),
+        snapshots_installed: sim.snapshots_installed,
+        churn: sim.stats,
         violation: sim.check.violation,
     }
 }
 
 impl Sim {
-    fn config(&self, id: NodeId, restarts: u64) -> Config {
+    fn config(&self, id: NodeId, peers: Vec<NodeId>, restarts: u64) -> Config {
         let k = &self.knobs;
-        let mut c = Config::new(id, (1..=self.opts.nodes as u64).collect());
+        let mut c = Config::new(id, peers);
         c.heartbeat_ticks = k.heartbeat_ticks;
         c.election_ticks = k.election_ticks;
         c.pre_vote = k.pre_vote;
@@ -404,7 +542,7 @@ impl Sim {
     /// Starts (or restarts) node `i` from its disk.
     fn start(&mut self, i: usize) {
         let n = &self.nodes[i];
-        let cfg = self.config(n.id, n.restarts);
+        let cfg = self.config(n.id, n.peers.clone(), n.restarts);
         match Raft::new(cfg, n.disk.clone()) {
             Ok(r) => {
                 let n = &mut self.nodes[i];
@@ -438,12 +576,56 @@ impl Sim {
         })
     }
 
+    /// The leader of the highest term among the running nodes.
+    fn top_leader(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i]
+                    .raft
+                    .as_ref()
+                    .is_some_and(|r| r.status().role == Role::Leader)
+            })
+            .max_by_key(|&i| self.nodes[i].raft.as_ref().map_or(0, |r| r.status().term))
+    }
+
+    /// The members of the cluster as the leader of the highest term sees
+    /// them (every node, without churn); None without a leader.
+    fn members(&self) -> Option<Vec<NodeId>> {
+        let l = self.top_leader()?;
+        let r = self.nodes[l].raft.as_ref()?;
+        Some(r.membership().0.nodes())
+    }
+
+    /// The end of healing: a leader whose configuration is committed and
+    /// not joint, and every member of it running, in that configuration,
+    /// with every acknowledged write applied.
+    fn settled(&self) -> bool {
+        let Some(r) = self.top_leader().and_then(|l| self.nodes[l].raft.as_ref()) else {
+            return false;
+        };
+        let (m, at) = r.membership();
+        if m.is_joint() || at > r.status().commit_index {
+            return false;
+        }
+        let members = m.nodes();
+        self.nodes
+            .iter()
+            .filter(|n| members.contains(&n.id))
+            .all(|n| {
+                n.app.applied >= self.max_acked_index
+                    && n.raft.as_ref().is_some_and(|x| x.membership().0 == m)
+            })
+    }
+
     fn main_phase(&mut self) {
         while self.now < self.opts.steps && self.check.violation.is_none() {
             self.now += 1;
             self.check.step = self.now;
             self.tick_all();
             self.clients();
+            if self.churn {
+                self.admin();
+            }
             // Faults come after ticks and client calls, so that a crash can
             // catch a node holding a Ready it has not acted on yet.
             self.faults();
@@ -452,13 +634,14 @@ impl Sim {
         }
     }
 
-    /// Heals everything, restarts every node, stops faults and clients, and
-    /// waits for every acknowledged write to reach every node.
+    /// Heals everything, restarts every node (not those stopped for good),
+    /// stops faults, clients and membership changes, and waits for every
+    /// acknowledged write to reach every member.
     fn heal_phase(&mut self) {
         self.quiet = true;
         self.blocked.clear();
         for i in 0..self.nodes.len() {
-            if self.nodes[i].raft.is_none() {
+            if self.nodes[i].raft.is_none() && self.nodes[i].life == Life::Active {
                 self.nodes[i].restarts += 1;
                 self.start(i);
             }
@@ -480,12 +663,7 @@ impl Sim {
             self.tick_all();
             self.deliver_due();
             self.end_of_tick();
-            let done = self
-                .nodes
-                .iter()
-                .all(|n| n.app.applied >= self.max_acked_index)
-                && self.leader().is_some();
-            if done {
+            if self.settled() {
                 return;
             }
             let t = self.progress_mark();
@@ -495,20 +673,24 @@ impl Sim {
             }
         }
         if self.check.violation.is_none() {
-            let behind: Vec<String> = self
+            let members = self.members();
+            let state: Vec<String> = self
                 .nodes
                 .iter()
-                .filter(|n| n.app.applied < self.max_acked_index)
-                .map(|n| format!("node {} applied {}", n.id, n.app.applied))
+                .filter(|n| members.as_ref().is_none_or(|m| m.contains(&n.id)))
+                .map(|n| {
+                    let conf = n.raft.as_ref().map(|r| r.membership().0.clone());
+                    format!("node {} applied {} in {conf:?}", n.id, n.app.applied)
+                })
                 .collect();
             self.check.fail(
                 Property::Liveness,
                 format!(
-                    "after healing, no log grew and nothing was applied for {} quiet ticks, yet writes acknowledged up to index {} are missing: {} (leader: {:?})",
+                    "after healing, no log grew and nothing was applied for {} quiet ticks, yet the cluster has not settled (writes acknowledged up to index {}): {} (leader: {:?})",
                     self.now - last_move,
                     self.max_acked_index,
-                    behind.join(", "),
-                    self.leader().map(|i| self.nodes[i].id)
+                    state.join("; "),
+                    self.top_leader().map(|i| self.nodes[i].id)
                 ),
             );
         }
@@ -527,10 +709,59 @@ impl Sim {
         (applied, logs)
     }
 
+    /// Cuts every link between `victim` and the other nodes, both ways.
+    fn isolate(&mut self, victim: NodeId) {
+        for o in self.nodes.iter().map(|x| x.id) {
+            if o != victim {
+                self.blocked.insert((victim, o));
+                self.blocked.insert((o, victim));
+            }
+        }
+    }
+
+    /// Cuts every link between the nodes of `side` and the others.
+    fn cut_off(&mut self, side: &[NodeId]) {
+        for a in self.nodes.iter().map(|x| x.id) {
+            for b in self.nodes.iter().map(|x| x.id) {
+                if side.contains(&a) != side.contains(&b) {
+                    self.blocked.insert((a, b));
+                }
+            }
+        }
+    }
+
+    /// Splits the nodes into two random sides.
+    fn split(&mut self) {
+        let n = self.nodes.len();
+        let side: Vec<bool> = (0..n).map(|_| self.rng.random_bool(0.5)).collect();
+        for a in 0..n {
+            for b in 0..n {
+                if side[a] != side[b] {
+                    self.blocked.insert((self.nodes[a].id, self.nodes[b].id));
+                }
+            }
+        }
+    }
+
     fn faults(&mut self) {
         let k = self.knobs.clone();
         let n = self.nodes.len();
         let ids: Vec<NodeId> = self.nodes.iter().map(|x| x.id).collect();
+        if self.churn {
+            if self.split_at.as_ref().is_some_and(|s| s.0 <= self.now) {
+                let (_, side) = self.split_at.take().unwrap_or_default();
+                // It lasts one to three election timeouts: long enough for
+                // each side to elect a leader if it can.
+                let e = u64::from(k.election_ticks);
+                self.hold_until = self.now + e * self.rng.random_range(1..=3);
+                if side.is_empty() {
+                    self.split();
+                } else {
+                    self.cut_off(&side);
+                }
+            }
+            self.retire_removed();
+        }
         if self.rng.random_bool(k.partition) {
             match self.rng.random_range(0..4) {
                 0 => {
@@ -539,24 +770,10 @@ impl Sim {
                         Some(l) if self.rng.random_bool(0.6) => ids[l],
                         _ => ids[self.rng.random_range(0..n)],
                     };
-                    for &o in &ids {
-                        if o != victim {
-                            self.blocked.insert((victim, o));
-                            self.blocked.insert((o, victim));
-                        }
-                    }
+                    self.isolate(victim);
                 }
-                1 => {
-                    // Split into two sides.
-                    let side: Vec<bool> = (0..n).map(|_| self.rng.random_bool(0.5)).collect();
-                    for a in 0..n {
-                        for b in 0..n {
-                            if side[a] != side[b] {
-                                self.blocked.insert((ids[a], ids[b]));
-                            }
-                        }
-                    }
-                }
+                // Split into two sides.
+                1 => self.split(),
                 2 => {
                     // One-way: a node's outbound (or inbound) links fail.
                     let v = ids[self.rng.random_range(0..n)];
@@ -577,7 +794,7 @@ impl Sim {
                 }
             }
         }
-        if !self.blocked.is_empty() && self.rng.random_bool(k.heal) {
+        if !self.blocked.is_empty() && self.now >= self.hold_until && self.rng.random_bool(k.heal) {
             self.blocked.clear();
         }
         if self.rng.random_bool(k.crash) {
@@ -591,7 +808,10 @@ impl Sim {
             }
         }
         for i in 0..n {
-            if self.nodes[i].raft.is_none() && self.rng.random_bool(k.restart) {
+            if self.nodes[i].raft.is_none()
+                && self.nodes[i].life == Life::Active
+                && self.rng.random_bool(k.restart)
+            {
                 self.nodes[i].restarts += 1;
                 self.start(i);
             }
@@ -605,11 +825,16 @@ impl Sim {
             && let Some(l) = self.leader()
         {
             let to = ids[self.rng.random_range(0..n)];
-            if let Some(r) = self.nodes[l].raft.as_mut()
-                && let Err(e) = r.transfer_leader(to)
-            {
-                self.check
-                    .fail(Property::Contract, format!("transfer_leader({to}): {e}"));
+            if let Some(r) = self.nodes[l].raft.as_mut() {
+                let voter = r.membership().0.is_voter(to);
+                match r.transfer_leader(to) {
+                    Ok(()) => {}
+                    // With churn the target may not be a voter (now).
+                    Err(Error::UnknownPeer(_)) if !voter => {}
+                    Err(e) => self
+                        .check
+                        .fail(Property::Contract, format!("transfer_leader({to}): {e}")),
+                }
             }
             self.process_ready(l);
         }
@@ -679,6 +904,7 @@ impl Sim {
         for i in 0..self.nodes.len() {
             if let Some(r) = self.nodes[i].raft.as_mut() {
                 r.tick();
+                self.note_leader(i);
                 self.maybe_ready(i);
             }
         }
@@ -794,10 +1020,37 @@ impl Sim {
                 continue;
             };
             self.messages += 1;
+            let led = raft.status();
+            let (member, voter) = {
+                let m = raft.membership().0;
+                (m.nodes().contains(&msg.from), m.is_voter(msg.from))
+            };
+            let (from, term) = (msg.from, msg.term);
+            let kind = kind_of(&msg.body);
+            // A leader's message may come from a node this one does not
+            // count as a member: it was elected, in a configuration this
+            // one has not seen yet (or in the joint one it left).
+            let from_leader = matches!(
+                msg.body,
+                crate::MessageBody::AppendEntries { .. }
+                    | crate::MessageBody::InstallSnapshot { .. }
+            );
             if let Err(e) = raft.step(msg) {
                 self.check.fail(Property::Contract, format!("step: {e}"));
                 return;
             }
+            if led.role == Role::Leader && raft.status().role != Role::Leader && !from_leader {
+                if !member {
+                    let detail = format!(
+                        "leader {} of term {} stepped down on {kind} of term {term} from node {from}, which is not in its configuration",
+                        led.id, led.term
+                    );
+                    self.check.fail(Property::Disruption, detail);
+                } else if !voter {
+                    self.stats.learner_depositions += 1;
+                }
+            }
+            self.note_leader(i);
             self.maybe_ready(i);
             if !self.quiet && self.rng.random_bool(self.knobs.bounce) {
                 self.process_ready(i);
@@ -858,6 +1111,9 @@ impl Sim {
             }
         }
         persist(&mut self.nodes[i].disk, &rd, 3);
+        // The leader may have committed (its own copy counts once handed
+        // out, which is now persisted).
+        self.note_leader(i);
         let voted = rd.messages.iter().any(|m| {
             matches!(
                 m.body,
@@ -881,6 +1137,12 @@ impl Sim {
             self.send(m);
         }
         if let Some(s) = snapshot {
+            self.snapshots_installed += 1;
+            if let Some(r) = self.nodes[i].raft.as_ref()
+                && !r.membership().0.is_voter(id)
+            {
+                self.stats.learner_snapshots += 1;
+            }
             match App::decode(&s.data) {
                 Some(app) if app.applied == s.meta.index => {
                     self.nodes[i].app = app;
@@ -930,6 +1192,20 @@ impl Sim {
         node.app.state = fnv(node.app.state, &e.data) ^ e.index;
         node.app.applied = e.index;
         let (id, state) = (node.id, node.app.state);
+        if e.kind == EntryKind::Config && self.configs_applied.insert(e.index) {
+            match Membership::decode(&e.data) {
+                Some(m) if m.is_joint() => self.stats.joint_committed += 1,
+                Some(_) => self.stats.configs_committed += 1,
+                None => self.check.fail(
+                    Property::Contract,
+                    format!(
+                        "node {id} applied an undecodable configuration entry {}",
+                        e.index
+                    ),
+                ),
+            }
+        }
+        let node = &mut self.nodes[i];
         if let Some((term, cmd)) = node.proposals.remove(&e.index)
             && term == e.term
             && e.data.len() >= 8
@@ -969,27 +1245,157 @@ impl Sim {
         }
     }
 
-    /// End-of-tick checks over every live node: election safety, leader
-    /// completeness, and what leaders have committed.
+    /// End-of-tick checks over every live node (spares and removed nodes
+    /// included): election safety, leader completeness, what leaders have
+    /// committed, the commit quorum, and each node's membership view.
     fn observe(&mut self) {
         for i in 0..self.nodes.len() {
-            let Some(raft) = self.nodes[i].raft.as_ref() else {
-                continue;
-            };
-            let st = raft.status();
-            if st.role != Role::Leader {
+            if self.nodes[i].raft.is_none() {
                 continue;
             }
-            let (off, off_term, log) = raft.log_view();
-            if self.check.is_new_leader(st.term) {
-                self.check.new_leader(st.id, st.term, off, off_term, log);
-            }
-            if !self.check.leader(st.id, st.term) {
+            self.note_leader(i);
+            self.check_membership_view(i);
+            if self.check.violation.is_some() {
                 return;
             }
-            self.check
-                .leader_committed(st.term, st.commit_index, off, log);
         }
+    }
+
+    /// If node `i` leads: election safety, leader completeness when it is
+    /// new, what it has committed, and the commit quorum of what it
+    /// committed since last seen. Called after every tick, message and
+    /// Ready, so that no leadership goes unseen.
+    fn note_leader(&mut self, i: usize) {
+        let Some(raft) = self.nodes[i].raft.as_ref() else {
+            return;
+        };
+        let st = raft.status();
+        if st.role != Role::Leader {
+            return;
+        }
+        let (off, off_term, log) = raft.log_view();
+        if self.check.is_new_leader(st.term) {
+            self.check.new_leader(st.id, st.term, off, off_term, log);
+        }
+        if !self.check.leader(st.id, st.term) {
+            return;
+        }
+        self.check
+            .leader_committed(st.term, st.commit_index, off, log);
+        self.check_commit_quorum(i);
+    }
+
+    /// The configuration in force at node `i` as its log says: the last
+    /// configuration entry in it, else the one its snapshot carries (the
+    /// persisted snapshot is the one in memory once its Ready was acted
+    /// on), else the initial one.
+    fn log_config(&self, i: usize) -> Membership {
+        let node = &self.nodes[i];
+        if let Some(r) = node.raft.as_ref() {
+            let (_, _, log) = r.log_view();
+            if let Some(e) = log.iter().rev().find(|e| e.kind == EntryKind::Config) {
+                return Membership::decode(&e.data).unwrap_or_default();
+            }
+        }
+        match &node.disk.snapshot {
+            Some(s) if !s.membership.voters.is_empty() => s.membership.clone(),
+            _ => Membership::of_voters(&node.peers),
+        }
+    }
+
+    /// True when node `id`'s disk holds entry `index` of `term` (or a
+    /// snapshot covering it: only committed entries are snapshotted).
+    fn disk_holds(&self, id: NodeId, index: u64, term: u64) -> bool {
+        let Some(node) = self.nodes.get((id as usize).wrapping_sub(1)) else {
+            return false;
+        };
+        let d = &node.disk;
+        let snap = d.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        if index <= snap {
+            return true;
+        }
+        match d.entries.get((index - snap - 1) as usize) {
+            Some(e) if e.index == index => e.term == term,
+            _ => d.entries.iter().any(|e| e.index == index && e.term == term),
+        }
+    }
+
+    /// Commit quorum (§6): every entry a leader has newly committed is
+    /// persisted on a majority of each voter set of the configuration in
+    /// force at it — its latest appended one; both C_old and C_new while
+    /// joint.
+    fn check_commit_quorum(&mut self, i: usize) {
+        let Some(raft) = self.nodes[i].raft.as_ref() else {
+            return;
+        };
+        let st = raft.status();
+        let seen = self
+            .quorum_checked
+            .entry(st.id)
+            .or_insert((st.term, st.commit_index));
+        if seen.0 != st.term {
+            // A new leadership: what was committed before it was checked
+            // at the leaders that committed it.
+            *seen = (st.term, st.commit_index);
+            return;
+        }
+        if st.commit_index <= seen.1 {
+            return;
+        }
+        let from = seen.1 + 1;
+        seen.1 = st.commit_index;
+        let conf = self.log_config(i);
+        let (off, _, log) = raft.log_view();
+        for index in from.max(off + 1)..=st.commit_index {
+            let term = log[(index - off - 1) as usize].term;
+            for set in conf.majorities() {
+                let holders: Vec<NodeId> = set
+                    .iter()
+                    .copied()
+                    .filter(|&n| self.disk_holds(n, index, term))
+                    .collect();
+                if holders.len() * 2 <= set.len() {
+                    let detail = format!(
+                        "leader {} of term {} committed entry {index}@term {term}, but of the voters {set:?} only {holders:?} hold it (configuration in force at the leader: {conf:?})",
+                        st.id, st.term
+                    );
+                    self.check.fail(Property::CommitQuorum, detail);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Membership view: node `i`'s membership is the one its log says.
+    fn check_membership_view(&mut self, i: usize) {
+        let Some(raft) = self.nodes[i].raft.as_ref() else {
+            return;
+        };
+        let want = self.log_config(i);
+        let (have, at) = raft.membership();
+        if *have != want {
+            let detail = format!(
+                "node {} is in membership {have:?} (set at index {at}), but its log says {want:?}",
+                self.nodes[i].id
+            );
+            self.check.fail(Property::MembershipView, detail);
+        }
+    }
+}
+
+/// The name of a message's kind, for reports.
+fn kind_of(body: &crate::MessageBody) -> &'static str {
+    use crate::MessageBody as B;
+    match body {
+        B::PreVote { .. } => "a PreVote",
+        B::PreVoteResponse { .. } => "a PreVote answer",
+        B::RequestVote { .. } => "a RequestVote",
+        B::RequestVoteResponse { .. } => "a RequestVote answer",
+        B::AppendEntries { .. } => "an AppendEntries",
+        B::AppendEntriesResponse { .. } => "an AppendEntries answer",
+        B::InstallSnapshot { .. } => "an InstallSnapshot",
+        B::InstallSnapshotResponse { .. } => "an InstallSnapshot answer",
+        B::TimeoutNow => "a TimeoutNow",
     }
 }
 
@@ -1032,6 +1438,12 @@ pub struct SoakTotals {
     pub crashes: u64,
     /// Crashes that caught a Ready not yet acted on.
     pub torn_readies: u64,
+    /// Restarts of crashed nodes.
+    pub restarts: u64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
+    /// What membership administrators did, summed.
+    pub churn: ChurnStats,
     /// The failing runs.
     pub failures: Vec<SimReport>,
 }
@@ -1046,6 +1458,9 @@ impl SoakTotals {
         self.reads += r.reads;
         self.crashes += r.crashes;
         self.torn_readies += r.torn_readies;
+        self.restarts += r.restarts;
+        self.snapshots_installed += r.snapshots_installed;
+        self.churn.add(&r.churn);
         if r.violation.is_some() {
             self.failures.push(r);
         }
