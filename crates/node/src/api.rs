@@ -5,6 +5,8 @@
 //! Definite failures (the operation did not and will not happen): `not_leader`
 //! and `unavailable` 503, `bad_request` 400, `too_large` 413, `not_found` 404.
 //! Indeterminate (proposed, outcome unknown): `indeterminate` 504.
+//! Membership changes (`/admin/members`) add `unknown_node` 404, `conflict`
+//! 409 and `last_voter` 422, all definite: nothing changed.
 
 // Validation helpers return the finished error response; it is built once, on
 // the failure path, so its size does not matter.
@@ -56,6 +58,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/kv/{key}/append", post(append_key))
         .route("/kv/{key}/incr", post(incr_key))
         .route("/status", get(status))
+        .route("/admin/members", get(get_members).post(post_members))
         .route(
             "/health",
             get(|| async { (StatusCode::OK, axum::Json(json!({}))) }),
@@ -183,6 +186,16 @@ async fn ask(
     make: impl FnOnce(oneshot::Sender<Answer>) -> Event,
     write: bool,
 ) -> Answer {
+    ask_within(st, make, write, st.cfg.request_timeout).await
+}
+
+/// [`ask`] with its own deadline.
+async fn ask_within(
+    st: &ApiState,
+    make: impl FnOnce(oneshot::Sender<Answer>) -> Event,
+    write: bool,
+    timeout: std::time::Duration,
+) -> Answer {
     let (tx, rx) = oneshot::channel();
     match st.events.try_send(make(tx)) {
         Ok(()) => {}
@@ -193,7 +206,6 @@ async fn ask(
             return Answer::Unavailable("the node is shutting down".into());
         }
     }
-    let timeout = st.cfg.request_timeout;
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(a)) => a,
         Ok(Err(_)) if write => {
@@ -248,6 +260,9 @@ fn respond(st: &ApiState, kind: Kind, answer: Answer) -> Response {
         }
         Answer::Unavailable(msg) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg),
         Answer::Indeterminate(msg) => error(StatusCode::GATEWAY_TIMEOUT, "indeterminate", msg),
+        Answer::Members(view) => ok(serde_json::to_value(view).expect("a view serialises")),
+        Answer::Conflict(msg) => error(StatusCode::CONFLICT, "conflict", msg),
+        Answer::LastVoter(msg) => error(StatusCode::UNPROCESSABLE_ENTITY, "last_voter", msg),
     }
 }
 
@@ -396,6 +411,112 @@ async fn incr_key(
         },
     )
     .await
+}
+
+async fn get_members(State(st): Shared) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if st.events.try_send(Event::Members(tx)).is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the node is overloaded or stopping".into(),
+        );
+    }
+    match tokio::time::timeout(st.cfg.request_timeout, rx).await {
+        Ok(Ok(view)) => ok(serde_json::to_value(view).expect("a view serialises")),
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no membership within the request timeout".into(),
+        ),
+    }
+}
+
+/// The body of `POST /admin/members`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    /// `add-learner`, `promote`, `remove` or `replace`.
+    op: String,
+    /// The node added, promoted or removed (for `replace`: promoted).
+    node: String,
+    /// For `replace`: the voter removed.
+    #[serde(default)]
+    remove: Option<String>,
+}
+
+/// A membership change, answered once it (for voters: the joint and then
+/// the final configuration) committed. A change takes two commits, so it
+/// may wait five request timeouts (at least 5 s) before `indeterminate`.
+async fn post_members(State(st): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    use faultline_raft::MembershipChange as C;
+    let b: ChangeBody = match body_of(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let id_of = |name: &str| {
+        st.cfg
+            .names
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(&i, _)| i)
+            .ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_node",
+                    format!(
+                        "no node named {name:?}; known: {}",
+                        st.cfg
+                            .names
+                            .values()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })
+    };
+    let node = match id_of(&b.node) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if b.remove.is_some() && b.op != "replace" {
+        return bad(format!(
+            "\"remove\" belongs to op \"replace\" only, not {:?}",
+            b.op
+        ));
+    }
+    let change = match b.op.as_str() {
+        "add-learner" => C::AddLearner(node),
+        "promote" => C::Promote(node),
+        "remove" => C::Remove(node),
+        "replace" => {
+            let Some(r) = &b.remove else {
+                return bad("op \"replace\" needs \"remove\": the voter to remove");
+            };
+            match id_of(r) {
+                Ok(remove) => C::Replace {
+                    promote: node,
+                    remove,
+                },
+                Err(resp) => return resp,
+            }
+        }
+        other => {
+            return bad(format!(
+                "unknown op {other:?}; expected add-learner, promote, remove or replace"
+            ));
+        }
+    };
+    let timeout = (st.cfg.request_timeout * 5).max(std::time::Duration::from_secs(5));
+    let answer = ask_within(
+        &st,
+        |reply| Event::ChangeMembers { change, reply },
+        true,
+        timeout,
+    )
+    .await;
+    respond(&st, Kind::Plain, answer)
 }
 
 async fn status(State(st): Shared) -> Response {

@@ -32,6 +32,17 @@ pub struct Args {
     /// `NAME=HOST:PORT`: the address to dial for another node (repeat).
     #[arg(long = "peer", value_name = "NAME=HOST:PORT")]
     pub peers: Vec<String>,
+    /// The initial voters, comma-separated names (default: this node and
+    /// every `--peer`). Used only on a first start; afterwards the
+    /// membership comes from the log. A `--peer` left out is a spare that
+    /// may be added later.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub voters: Option<Vec<String>>,
+    /// Start as a future member of a running cluster: no configuration,
+    /// never campaign, wait for a leader to add this node and send it the
+    /// log (`--voters` is then ignored).
+    #[arg(long)]
+    pub join: bool,
     /// `NAME=URL`: another node's client URL, given to clients in `not_leader`.
     #[arg(long = "peer-client", value_name = "NAME=URL")]
     pub peer_clients: Vec<String>,
@@ -178,6 +189,8 @@ pub struct NodeConfig {
     pub id: NodeId,
     /// Every node's name by Raft id (this one included).
     pub names: BTreeMap<NodeId, String>,
+    /// The initial voters (empty for a node that joins).
+    pub voters: Vec<NodeId>,
     /// Where to dial each other node.
     pub peer_addrs: BTreeMap<NodeId, String>,
     /// Client URLs of other nodes, for `not_leader` answers.
@@ -345,7 +358,38 @@ impl TryFrom<Args> for NodeConfig {
             }
         }
         let id = ids[&name];
+        let voters = match (&a.voters, a.join) {
+            (_, true) => Vec::new(),
+            (None, false) => ids.values().copied().collect(),
+            (Some(list), false) => {
+                let shown = list.join(",");
+                let mut voters = Vec::new();
+                for v in list {
+                    let Some(&vid) = ids.get(v.trim()) else {
+                        return Err(ConfigError::Bad {
+                            option: "--voters",
+                            value: shown,
+                            reason: format!("{v:?} is neither this node nor a --peer"),
+                        });
+                    };
+                    voters.push(vid);
+                }
+                if !voters.contains(&id) {
+                    return Err(ConfigError::Bad {
+                        option: "--voters",
+                        value: shown,
+                        reason: format!(
+                            "does not include this node {name:?} (a node that joins later starts with --join)"
+                        ),
+                    });
+                }
+                voters.sort_unstable();
+                voters.dedup();
+                voters
+            }
+        };
         Ok(NodeConfig {
+            voters,
             names: ids.iter().map(|(n, i)| (*i, n.clone())).collect(),
             peer_addrs: peers.into_iter().map(|(n, addr)| (ids[&n], addr)).collect(),
             peer_urls,
@@ -460,6 +504,6 @@ mod tests {
         let mut a = BASE.to_vec();
         a.extend(["--peer-client", "n9=http://x"]);
         assert!(parse(&a).is_err());
-        assert_eq!(bug_list().len(), 10);
+        assert_eq!(bug_list().len(), 12);
     }
 }

@@ -14,8 +14,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use faultline_raft::{
-    Entry, EntryKind, HardState, Message, MessageBody, NodeId, Raft, ReadMode, Ready, Role,
-    Snapshot, SnapshotMeta,
+    Entry, EntryKind, HardState, Membership, MembershipChange, Message, MessageBody, NodeId, Raft,
+    ReadMode, Ready, Role, Snapshot, SnapshotMeta,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -67,6 +67,16 @@ pub enum Event {
     },
     /// A request for the node's status.
     Status(oneshot::Sender<StatusView>),
+    /// A request for the membership as this node sees it.
+    Members(oneshot::Sender<MembersView>),
+    /// A membership change, asked of the leader.
+    ChangeMembers {
+        /// What to change.
+        change: MembershipChange,
+        /// Where the answer goes: [`Answer::Members`] once the change (for
+        /// voters: the joint configuration, then the final one) committed.
+        reply: oneshot::Sender<Answer>,
+    },
     /// Stop after making everything durable.
     Shutdown,
 }
@@ -92,6 +102,30 @@ pub enum Answer {
     Unavailable(String),
     /// The operation was proposed but its fate is unknown.
     Indeterminate(String),
+    /// A membership change took effect and committed.
+    Members(MembersView),
+    /// A membership change refused as it stands (another in flight, or
+    /// it does not fit the membership); nothing changed.
+    Conflict(String),
+    /// A change that would remove the last voter; nothing changed.
+    LastVoter(String),
+}
+
+/// What `GET /admin/members` shows: the membership in force on this node.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct MembersView {
+    /// The voters (C_new while joint).
+    pub voters: Vec<String>,
+    /// The old voters while joint consensus is in force; empty otherwise.
+    pub outgoing: Vec<String>,
+    /// Non-voting members.
+    pub learners: Vec<String>,
+    /// The log index of the configuration entry (0: the initial one).
+    pub index: u64,
+    /// Whether that entry is committed as far as this node knows.
+    pub committed: bool,
+    /// The leader this node knows of.
+    pub leader: Option<String>,
 }
 
 /// What `GET /status` shows.
@@ -163,6 +197,9 @@ pub struct Driver {
     deferred: Vec<(Vec<Entry>, Option<HardState>)>,
     /// The snapshot file being written in the background, if any.
     snapshot_job: Option<std::thread::JoinHandle<Result<u64, StorageError>>>,
+    /// The membership change under way: index and term of its first
+    /// configuration entry, and who waits for it.
+    change: Option<(u64, u64, oneshot::Sender<Answer>)>,
 }
 
 impl Driver {
@@ -196,6 +233,7 @@ impl Driver {
             ticks: 0,
             deferred: Vec::new(),
             snapshot_job: None,
+            change: None,
         }
     }
 
@@ -252,6 +290,9 @@ impl Driver {
                     self.writes.retain(|_, (_, r)| !r.is_closed());
                     self.reads.retain(|_, (_, r)| !r.is_closed());
                     self.waiting.retain(|_, (_, r)| !r.is_closed());
+                    if self.change.as_ref().is_some_and(|(_, _, r)| r.is_closed()) {
+                        self.change = None;
+                    }
                 }
             }
             Event::Peer(msg) => {
@@ -268,6 +309,10 @@ impl Driver {
             Event::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Event::Members(reply) => {
+                let _ = reply.send(self.members());
+            }
+            Event::ChangeMembers { change, reply } => self.change_members(change, reply),
             Event::Shutdown => return true,
         }
         false
@@ -336,6 +381,68 @@ impl Driver {
         }
     }
 
+    fn members(&self) -> MembersView {
+        let (m, index) = self.raft.membership();
+        let names = |ids: &[NodeId]| ids.iter().map(|&i| self.cfg.name_of(i)).collect();
+        MembersView {
+            voters: names(&m.voters),
+            outgoing: names(&m.outgoing),
+            learners: names(&m.learners),
+            index,
+            committed: index <= self.raft.status().commit_index,
+            leader: self.raft.status().leader.map(|l| self.cfg.name_of(l)),
+        }
+    }
+
+    fn change_members(&mut self, change: MembershipChange, reply: oneshot::Sender<Answer>) {
+        use faultline_raft::Error;
+        if self.change.as_ref().is_some_and(|(_, _, r)| !r.is_closed()) {
+            let _ = reply.send(Answer::Conflict(
+                "another membership change asked of this node is still under way".into(),
+            ));
+            return;
+        }
+        let answer = match self.raft.change_membership(change) {
+            Ok(index) => {
+                tracing::info!(index, ?change, "membership change proposed");
+                self.change = Some((index, self.raft.status().term, reply));
+                return;
+            }
+            Err(Error::NotLeader { leader }) => Answer::NotLeader {
+                leader: leader.or(self.leader).filter(|&l| l != self.cfg.id),
+                reason: "this node is not the leader",
+            },
+            Err(e @ Error::LastVoter(_)) => Answer::LastVoter(e.to_string()),
+            Err(e) => Answer::Conflict(e.to_string()),
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// Settles the membership change under way once what it waits for is
+    /// applied: the final configuration, or another leader's entry at its
+    /// index, or a snapshot that jumped past it.
+    fn settle_change(&mut self, applied: Option<&Entry>, config: Option<&Membership>) {
+        let Some((index, term, _)) = &self.change else {
+            return;
+        };
+        let (index, term) = (*index, *term);
+        let answer = match applied {
+            Some(e) if e.index == index && e.term != term => self.not_leader(
+                "leadership was lost before the membership change committed; it did not happen",
+            ),
+            Some(e) if e.index >= index && config.is_some_and(|m| !m.is_joint()) => {
+                Answer::Members(self.members())
+            }
+            None if self.applied >= index => Answer::Indeterminate(
+                "a snapshot from the leader went past the change before it was seen".into(),
+            ),
+            _ => return,
+        };
+        if let Some((_, _, reply)) = self.change.take() {
+            let _ = reply.send(answer);
+        }
+    }
+
     fn status(&self) -> StatusView {
         let st = self.raft.status();
         StatusView {
@@ -397,6 +504,7 @@ impl Driver {
                 term = snap.meta.term,
                 "installed snapshot from leader"
             );
+            self.settle_change(None, None);
         }
         // 2–4. Entries, hard state, then one fsync for all of it.
         if self.cfg.has_bug(NodeBug::AckBeforeFsync) {
@@ -458,8 +566,15 @@ impl Driver {
         }
         self.applied = e.index;
         self.applied_term = e.term;
+        if e.kind != EntryKind::Config {
+            self.settle_change(Some(&e), None);
+        }
         let outcome = match e.kind {
             EntryKind::Noop => None,
+            EntryKind::Config => {
+                self.applied_config(&e);
+                None
+            }
             EntryKind::Normal => match Command::decode(&e.data) {
                 Ok(cmd) => Some(self.kv.apply(cmd, !self.cfg.has_bug(NodeBug::SkipDedup))),
                 Err(err) => {
@@ -497,6 +612,28 @@ impl Driver {
         }
     }
 
+    /// A configuration entry was applied.
+    fn applied_config(&mut self, e: &Entry) {
+        let Some(m) = Membership::decode(&e.data) else {
+            tracing::error!(index = e.index, "undecodable configuration entry");
+            return;
+        };
+        let names = |ids: &[NodeId]| {
+            ids.iter()
+                .map(|&i| self.cfg.name_of(i))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        tracing::info!(
+            index = e.index,
+            voters = %names(&m.voters),
+            outgoing = %names(&m.outgoing),
+            learners = %names(&m.learners),
+            "configuration applied"
+        );
+        self.settle_change(Some(e), Some(&m));
+    }
+
     /// Writes the log writes held back by the `ack-before-fsync` bug.
     fn flush_deferred(&mut self) -> Result<(), DriverError> {
         for (entries, hs) in std::mem::take(&mut self.deferred) {
@@ -523,22 +660,28 @@ impl Driver {
         // The snapshot must not overtake log writes held back by a test bug.
         self.flush_deferred()?;
         let started = Instant::now();
-        let snap = Snapshot {
-            meta: SnapshotMeta {
-                index: self.applied,
-                term: self.applied_term,
-            },
-            data: self.kv.snapshot(),
-        };
-        let writer = self.storage.snapshot_writer();
-        let index = snap.meta.index;
-        let bytes = snap.data.len();
+        let data = self.kv.snapshot();
+        let index = self.applied;
         // The core may serve the snapshot to lagging followers at once: our
         // own log keeps the entries until the file is durable.
-        let data = snap.data.clone();
-        if let Err(e) = self.raft.compact(index, data) {
-            tracing::warn!("core refused compaction: {e}");
-        }
+        let membership = match self.raft.compact(index, data.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("core refused compaction: {e}");
+                self.snapshot_index = index;
+                return Ok(());
+            }
+        };
+        let snap = Snapshot {
+            meta: SnapshotMeta {
+                index,
+                term: self.applied_term,
+            },
+            membership,
+            data,
+        };
+        let writer = self.storage.snapshot_writer();
+        let bytes = snap.data.len();
         self.snapshot_index = index;
         self.snapshot_job = Some(std::thread::spawn(move || {
             writer.write(&snap)?;

@@ -112,7 +112,7 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         snapshot_index = snap_meta.index,
         "recovered"
     );
-    let mut rc = faultline_raft::Config::new(cfg.id, cfg.names.keys().copied().collect());
+    let mut rc = faultline_raft::Config::new(cfg.id, cfg.voters.clone());
     rc.heartbeat_ticks = 1;
     rc.election_ticks = cfg.election_ticks;
     rc.seed = cfg.seed;
@@ -198,7 +198,7 @@ async fn serve(
         None => {
             // The queue may be full; wait for room rather than lose the stop.
             let ev = events.clone();
-            let _ = tokio::task::spawn_blocking(move || ev.send(Event::Shutdown)).await;
+            let _ = tokio::task::spawn_blocking(move || ev.send(Event::Shutdown).is_ok()).await;
             done_rx.await
         }
     };

@@ -930,6 +930,7 @@ mod tests {
         };
         let snap = Snapshot {
             meta: SnapshotMeta { index: 7, term: 1 },
+            membership: Default::default(),
             data: b"state".to_vec(),
         };
         {
@@ -950,6 +951,7 @@ mod tests {
         // An installed snapshot beyond the log replaces it.
         let far = Snapshot {
             meta: SnapshotMeta { index: 20, term: 3 },
+            membership: Default::default(),
             data: b"far".to_vec(),
         };
         {
@@ -987,6 +989,7 @@ mod tests {
             s.sync().unwrap();
             s.save_snapshot(&Snapshot {
                 meta: SnapshotMeta { index: 5, term: 1 },
+                membership: Default::default(),
                 data: b"five".to_vec(),
             })
             .unwrap();

@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const NAMES: [&str; 3] = ["n1", "n2", "n3"];
+/// The nodes: the first three start as the cluster; the others are spares
+/// for the membership tests.
+const NAMES: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
 
 fn free_ports(n: usize) -> Vec<u16> {
     faultline_node::ports::reserve_loopback_ports(n)
@@ -36,6 +38,8 @@ struct Cluster {
     client_ports: Vec<u16>,
     peer_ports: Vec<u16>,
     procs: Vec<Option<Child>>,
+    /// How many of NAMES are in every node's address book.
+    total: usize,
     extra: Vec<String>,
     http: reqwest::Client,
     /// FUSE mounts under the data directories (dropped, so unmounted, after
@@ -50,7 +54,7 @@ impl Drop for Cluster {
             let _ = p.wait();
         }
         if std::thread::panicking() {
-            for n in NAMES {
+            for n in &NAMES[..self.total] {
                 let log = fs::read_to_string(self.log_path(n)).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(30).collect();
                 eprintln!("--- last lines of {n}'s log ---");
@@ -64,12 +68,24 @@ impl Drop for Cluster {
 
 impl Cluster {
     fn new(extra: &[&str]) -> Cluster {
-        let ports = free_ports(6);
+        Cluster::with_spares(extra, 0)
+    }
+
+    /// Three voters (n1..n3) and `spares` more nodes in the address book,
+    /// not started.
+    fn with_spares(extra: &[&str], spares: usize) -> Cluster {
+        let total = 3 + spares;
+        let ports = free_ports(2 * total);
+        let mut extra: Vec<&str> = extra.to_vec();
+        if spares > 0 {
+            extra.extend(["--voters", "n1,n2,n3"]);
+        }
         Cluster {
             dir: tempfile::tempdir().expect("tempdir"),
-            client_ports: ports[0..3].to_vec(),
-            peer_ports: ports[3..6].to_vec(),
-            procs: vec![None, None, None],
+            client_ports: ports[0..total].to_vec(),
+            peer_ports: ports[total..].to_vec(),
+            procs: (0..total).map(|_| None).collect(),
+            total,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -124,7 +140,7 @@ impl Cluster {
             .arg(format!("127.0.0.1:{}", self.client_ports[i]));
         cmd.arg("--peer-addr")
             .arg(format!("127.0.0.1:{}", self.peer_ports[i]));
-        for j in (0..3).filter(|&j| j != i) {
+        for j in (0..self.total).filter(|&j| j != i) {
             cmd.arg("--peer")
                 .arg(format!("{}=127.0.0.1:{}", NAMES[j], self.peer_ports[j]));
             cmd.arg("--peer-client")
@@ -143,6 +159,14 @@ impl Cluster {
     fn start(&mut self, i: usize) {
         assert!(self.procs[i].is_none(), "{} already running", NAMES[i]);
         self.procs[i] = Some(self.command(i).spawn().expect("spawn faultline-node"));
+    }
+
+    /// Starts a spare that waits to be added (`--join`).
+    fn start_joining(&mut self, i: usize) {
+        assert!(self.procs[i].is_none(), "{} already running", NAMES[i]);
+        let mut cmd = self.command(i);
+        cmd.arg("--join");
+        self.procs[i] = Some(cmd.spawn().expect("spawn faultline-node"));
     }
 
     fn kill9(&mut self, i: usize) {
@@ -314,8 +338,8 @@ impl Cluster {
 /// The next node after the one `url` points at (round-robin when there is no
 /// leader hint).
 fn next_node(url: &str, c: &Cluster) -> usize {
-    let cur = (0..3).find(|&i| c.url(i) == url).unwrap_or(0);
-    (cur + 1) % 3
+    let cur = (0..c.total).find(|&i| c.url(i) == url).unwrap_or(0);
+    (cur + 1) % c.total
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -954,4 +978,182 @@ async fn deliberate_bugs_are_off_by_default_and_switch_on_by_name() {
         .expect("run");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no-such-bug"));
+}
+
+impl Cluster {
+    async fn members(&self, i: usize) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/admin/members", self.url(i)))
+            .send()
+            .await
+            .expect("GET /admin/members");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("JSON")
+    }
+
+    /// A membership change through whichever node leads; retries while a
+    /// learner is catching up.
+    async fn change(&self, body: Value) -> (u16, Value) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (s, v) = self
+                .call(
+                    0,
+                    reqwest::Method::POST,
+                    "/admin/members",
+                    Some(body.clone()),
+                    &[],
+                )
+                .await;
+            let catching_up = v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("caught up"));
+            if !(s == 409 && catching_up) {
+                return (s, v);
+            }
+            assert!(Instant::now() < deadline, "{body}: still {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_grows_shrinks_and_refuses_bad_changes() {
+    let _serial = SERIAL.lock().await;
+    // Without CheckQuorum the leader stays leader while its followers are
+    // down, which the in-flight check below needs.
+    let mut c = Cluster::with_spares(&["--snapshot-every=32", "--check-quorum=false"], 2);
+    for i in 0..3 {
+        c.start(i);
+    }
+    let leader = c.leader(&[0, 1, 2], Duration::from_secs(10)).await;
+    for k in 0..40 {
+        c.put(leader, &format!("k{k}"), json!(k)).await;
+    }
+    let before = c.members(leader).await;
+    assert_eq!(before["voters"], json!(["n1", "n2", "n3"]), "{before}");
+    assert_eq!(before["index"], 0);
+
+    // Bad requests: each a clear 4xx, and nothing changes.
+    let bad = [
+        (json!({"op": "grow", "node": "n4"}), 400, "unknown op"),
+        (json!({"op": "promote"}), 400, "node"),
+        (json!({"op": "replace", "node": "n4"}), 400, "remove"),
+        (
+            json!({"op": "add-learner", "node": "n9"}),
+            404,
+            "no node named",
+        ),
+        (json!({"op": "promote", "node": "n4"}), 409, "not a learner"),
+        (json!({"op": "remove", "node": "n5"}), 409, "not a voter"),
+        (
+            json!({"op": "add-learner", "node": "n2"}),
+            409,
+            "already a member",
+        ),
+    ];
+    for (body, status, says) in bad {
+        let (s, v) = c.change(body.clone()).await;
+        assert_eq!(s, status, "{body} -> {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| m.contains(says)),
+            "{body} -> {v}"
+        );
+    }
+    let r = c
+        .http
+        .post(format!("{}/admin/members", c.url(leader)))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        c.members(leader).await,
+        before,
+        "a refused change changed nothing"
+    );
+
+    // Grow: n4 joins empty, as a learner, catches up (by snapshot) and is promoted.
+    // With both followers down the change cannot commit; meanwhile a
+    // second change is refused with 409 and changes nothing.
+    c.start_joining(3);
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    for &f in &followers {
+        c.kill9(f);
+    }
+    let stuck = c
+        .http
+        .post(format!("{}/admin/members", c.url(leader)))
+        .json(&json!({"op": "add-learner", "node": "n4"}))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(
+        stuck.is_err(),
+        "no answer while it cannot commit: {stuck:?}"
+    );
+    let (s, v) = c.change(json!({"op": "add-learner", "node": "n5"})).await;
+    assert_eq!((s, v["error"].as_str()), (409, Some("conflict")), "{v}");
+    assert_eq!(c.members(leader).await["learners"], json!(["n4"]));
+    for &f in &followers {
+        c.start(f);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.members(leader).await["committed"] != json!(true) {
+        assert!(Instant::now() < deadline, "the learner was never committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, v) = c.change(json!({"op": "promote", "node": "n4"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["voters"], json!(["n1", "n2", "n3", "n4"]), "{v}");
+    assert_eq!(v["outgoing"], json!([]), "joint consensus ended: {v}");
+    assert_eq!(
+        c.get(3, "k39", "stale").await,
+        json!(39),
+        "n4 holds the data"
+    );
+
+    // Replace n5 for n1 in one joint change (n5 joins first as a learner).
+    c.start_joining(4);
+    let (s, _) = c.change(json!({"op": "add-learner", "node": "n5"})).await;
+    assert_eq!(s, 200);
+    let (s, v) = c
+        .change(json!({"op": "replace", "node": "n5", "remove": "n1"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["voters"], json!(["n2", "n3", "n4", "n5"]), "{v}");
+    c.kill9(0);
+    c.put(1, "after-replace", json!(1)).await;
+
+    // A member restarted recovers the membership from its own disk.
+    c.kill9(3);
+    c.start_joining(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = c.status(3).await;
+        if m.is_some() {
+            let m = c.members(3).await;
+            if m["voters"] == json!(["n2", "n3", "n4", "n5"]) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n4 did not recover the membership"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Shrink to one voter; the last one cannot be removed.
+    for n in ["n2", "n3", "n4"] {
+        let (s, v) = c.change(json!({"op": "remove", "node": n})).await;
+        assert_eq!(s, 200, "remove {n}: {v}");
+    }
+    let (s, v) = c.change(json!({"op": "remove", "node": "n5"})).await;
+    assert_eq!((s, v["error"].as_str()), (422, Some("last_voter")), "{v}");
+    assert_eq!(c.members(4).await["voters"], json!(["n5"]));
+    assert_eq!(c.get(4, "after-replace", "linearizable").await, json!(1));
 }

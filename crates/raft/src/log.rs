@@ -2,7 +2,7 @@
 //! marks that say how far they are committed, handed out for persistence
 //! (`stable`) and handed out for applying (`applied`).
 
-use crate::types::{Entry, Snapshot, SnapshotMeta};
+use crate::types::{Entry, Membership, Snapshot, SnapshotMeta};
 
 /// The log of one node. Entry `i` (for `offset < i <= last_index()`) lives at
 /// `entries[i - offset - 1]`; everything up to `offset` is covered by the
@@ -184,9 +184,9 @@ impl RaftLog {
         self.entries[lo..hi_pos].to_vec()
     }
 
-    /// Drops the entries up to `index` (applied), keeping `data` as the
-    /// snapshot that covers them.
-    pub fn compact(&mut self, index: u64, data: Vec<u8>) {
+    /// Drops the entries up to `index` (applied), keeping `data` (and the
+    /// membership in force at `index`) as the snapshot that covers them.
+    pub fn compact(&mut self, index: u64, data: Vec<u8>, membership: Membership) {
         let term = self.term(index).unwrap_or(self.offset_term);
         let drop = (index - self.offset) as usize;
         self.entries.drain(..drop);
@@ -194,6 +194,7 @@ impl RaftLog {
         self.offset_term = term;
         self.snapshot = Some(Snapshot {
             meta: SnapshotMeta { index, term },
+            membership,
             data,
         });
     }

@@ -14,8 +14,9 @@ use crate::log::RaftLog;
 use crate::progress::{Progress, ProgressState};
 use crate::read_only::ReadOnly;
 use crate::types::{
-    Bug, Config, ConflictHint, Entry, EntryKind, Error, HardState, Message, MessageBody, NodeId,
-    Persisted, ReadMode, ReadState, Ready, Role, Snapshot, SoftState, Status,
+    Bug, Config, ConflictHint, Entry, EntryKind, Error, HardState, Membership, MembershipChange,
+    Message, MessageBody, NodeId, Persisted, ReadMode, ReadState, Ready, Role, Snapshot, SoftState,
+    Status,
 };
 
 /// One Raft node's consensus state. See the crate documentation for how to
@@ -23,8 +24,15 @@ use crate::types::{
 #[derive(Debug)]
 pub struct Raft {
     id: NodeId,
-    /// The other voters, sorted.
+    /// The other members (voters, old voters and learners), sorted.
     others: Vec<NodeId>,
+    /// The configurations the log holds, by index: first the one in force
+    /// at the snapshot (or the initial one, at 0), then one per `Config`
+    /// entry after it.
+    confs: Vec<(u64, Membership)>,
+    /// The membership in force (the last of `confs`) and its index.
+    members: Membership,
+    members_index: u64,
     cfg: Config,
     term: u64,
     vote: Option<NodeId>,
@@ -75,14 +83,17 @@ impl Raft {
             entries,
         } = persisted;
         let snapshot = snapshot.filter(|s| s.meta.index > 0);
-        validate_persisted(&config, &hard_state, snapshot.as_ref(), &entries)?;
-        let mut others: Vec<NodeId> = config
-            .peers
-            .iter()
-            .copied()
-            .filter(|&p| p != config.id)
-            .collect();
-        others.sort_unstable();
+        validate_persisted(&hard_state, snapshot.as_ref(), &entries)?;
+        let mut confs = vec![match &snapshot {
+            Some(s) if !s.membership.voters.is_empty() => (s.meta.index, s.membership.clone()),
+            _ => (0, Membership::of_voters(&config.peers)),
+        }];
+        for e in entries.iter().filter(|e| e.kind == EntryKind::Config) {
+            let m = Membership::decode(&e.data).ok_or_else(|| {
+                Error::InvalidPersisted(format!("configuration entry {} is undecodable", e.index))
+            })?;
+            confs.push((e.index, m));
+        }
         let mut hard_state = hard_state;
         let log_term = entries
             .last()
@@ -99,7 +110,10 @@ impl Raft {
         let log = RaftLog::restore(snapshot, entries, hard_state.commit);
         let mut r = Raft {
             id: config.id,
-            others,
+            others: Vec::new(),
+            confs,
+            members: Membership::default(),
+            members_index: 0,
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             cfg: config,
             term: hard_state.term,
@@ -132,6 +146,7 @@ impl Raft {
         };
         r.prev_hard.commit = r.log.committed;
         r.reset_randomized_timeout();
+        r.apply_membership();
         Ok(r)
     }
 
@@ -147,7 +162,9 @@ impl Raft {
             if self.election_elapsed >= self.cfg.election_ticks {
                 self.restart_guard = false;
             }
-            if self.election_elapsed >= self.randomized_timeout {
+            // Only a voter campaigns: a learner, a node waiting to join
+            // and a removed node never do.
+            if self.election_elapsed >= self.randomized_timeout && self.members.is_voter(self.id) {
                 self.campaign(false);
             }
         }
@@ -173,12 +190,23 @@ impl Raft {
 
     /// Handles one message from a peer.
     pub fn step(&mut self, msg: Message) -> Result<(), Error> {
-        if msg.to != self.id || !self.others.contains(&msg.from) {
+        if msg.to != self.id || msg.from == self.id {
             return Err(Error::Misrouted {
                 id: self.id,
                 from: msg.from,
                 to: msg.to,
             });
+        }
+        if matches!(
+            msg.body,
+            MessageBody::PreVote { .. } | MessageBody::RequestVote { .. } | MessageBody::TimeoutNow
+        ) && !self.members.is_voter(msg.from)
+        {
+            // A node that is not a voter here (removed, or not yet
+            // promoted as far as this log knows) cannot raise our term,
+            // win our vote or start our election: a removed node does not
+            // disrupt the cluster.
+            return Ok(());
         }
         if msg.term > self.term {
             match &msg.body {
@@ -310,7 +338,7 @@ impl Raft {
                 self.handle_snapshot(from, snapshot);
             }
             MessageBody::TimeoutNow => {
-                if self.role != Role::Leader {
+                if self.role != Role::Leader && self.members.is_voter(self.id) {
                     self.campaign(true);
                 }
             }
@@ -343,7 +371,7 @@ impl Raft {
             return Err(Error::TransferInProgress);
         }
         let index = self.log.last_index() + 1;
-        self.log.push(Entry {
+        self.log_push(Entry {
             term: self.term,
             index,
             kind: EntryKind::Normal,
@@ -387,7 +415,7 @@ impl Raft {
 
     fn start_read(&mut self, ctx: u64, mode: ReadMode) {
         let index = self.log.committed;
-        if self.others.is_empty() || (mode == ReadMode::Lease && self.lease_valid()) {
+        if self.sole_voter() || (mode == ReadMode::Lease && self.lease_valid()) {
             self.read_states.push(ReadState { ctx, index });
         } else {
             self.reads.add_pending(ctx, index);
@@ -406,7 +434,7 @@ impl Raft {
         if to == self.id || self.transferee == Some(to) {
             return Ok(());
         }
-        if !self.others.contains(&to) {
+        if !self.members.is_voter(to) {
             return Err(Error::UnknownPeer(to));
         }
         self.transferee = Some(to);
@@ -424,7 +452,9 @@ impl Raft {
     /// the last committed index emitted in a Ready); the core compacts its
     /// log up to it and keeps the snapshot to send to lagging followers via
     /// InstallSnapshot.
-    pub fn compact(&mut self, index: u64, data: Vec<u8>) -> Result<(), Error> {
+    /// Returns the membership in force at `index`, which the snapshot
+    /// holds and the driver persists with it.
+    pub fn compact(&mut self, index: u64, data: Vec<u8>) -> Result<Membership, Error> {
         if index > self.log.applied {
             return Err(Error::BadSnapshotIndex {
                 index,
@@ -437,8 +467,114 @@ impl Raft {
                 reason: "already covered by a snapshot",
             });
         }
-        self.log.compact(index, data);
-        Ok(())
+        // The configuration in force at `index` becomes the first one kept.
+        let keep = self
+            .confs
+            .iter()
+            .rposition(|(i, _)| *i <= index)
+            .unwrap_or(0);
+        self.confs.drain(..keep);
+        let membership = self.confs[0].1.clone();
+        self.log.compact(index, data, membership.clone());
+        Ok(membership)
+    }
+
+    /// Leader only: starts a membership change (one at a time, and only
+    /// once the leader has committed an entry of its term). Adding or
+    /// removing a learner is one configuration entry; a change of voters
+    /// first appends the joint configuration C_old,new, and once that is
+    /// committed the leader appends C_new by itself. Each takes effect when
+    /// appended. Returns the index of the first configuration entry.
+    pub fn change_membership(&mut self, change: MembershipChange) -> Result<u64, Error> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.transferee.is_some() {
+            return Err(Error::TransferInProgress);
+        }
+        let (at, cur) = self.confs.last().expect("a configuration");
+        if *at > self.log.committed || cur.is_joint() {
+            return Err(Error::ChangeInProgress(
+                "the previous membership change is not committed yet",
+            ));
+        }
+        if self.log.term(self.log.committed) != Some(self.term) {
+            return Err(Error::ChangeInProgress(
+                "the leader has not yet committed an entry of its term",
+            ));
+        }
+        let mut voters = cur.voters.clone();
+        let mut learners = cur.learners.clone();
+        let bad = |s: String| Err(Error::BadChange(s));
+        let committed = self.log.committed;
+        let promote = |voters: &mut Vec<NodeId>, learners: &mut Vec<NodeId>, id: NodeId| {
+            if !learners.contains(&id) {
+                return bad(format!("node {id} is not a learner"));
+            }
+            let matched = self.progress.get(&id).map_or(0, |p| p.matched);
+            if matched < committed {
+                return bad(format!(
+                    "learner {id} has not caught up (it holds up to index {matched}, the commit index is {committed})"
+                ));
+            }
+            learners.retain(|&l| l != id);
+            voters.push(id);
+            Ok(())
+        };
+        let remove_voter = |voters: &mut Vec<NodeId>, id: NodeId| {
+            if !voters.contains(&id) {
+                return bad(format!("node {id} is not a voter"));
+            }
+            voters.retain(|&v| v != id);
+            Ok(())
+        };
+        match change {
+            MembershipChange::AddLearner(id) => {
+                if cur.nodes().contains(&id) {
+                    return Err(Error::BadChange(format!("node {id} is already a member")));
+                }
+                learners.push(id);
+            }
+            MembershipChange::Promote(id) => promote(&mut voters, &mut learners, id)?,
+            MembershipChange::Remove(id) if learners.contains(&id) => learners.retain(|&l| l != id),
+            MembershipChange::Remove(id) => {
+                if voters == [id] {
+                    return Err(Error::LastVoter(id));
+                }
+                remove_voter(&mut voters, id)?;
+            }
+            MembershipChange::Replace { promote: p, remove } => {
+                if p == remove {
+                    return Err(Error::BadChange(format!("node {p} cannot replace itself")));
+                }
+                remove_voter(&mut voters, remove)?;
+                promote(&mut voters, &mut learners, p)?;
+            }
+        }
+        voters.sort_unstable();
+        learners.sort_unstable();
+        // Bug::SingleStepChange: goes from C_old to C_new at once; for a
+        // change of more than one voter a majority of C_old and one of C_new
+        // need not overlap, so two leaders can be elected in one term.
+        let outgoing = if voters != cur.voters && !self.cfg.has_bug(Bug::SingleStepChange) {
+            cur.voters.clone()
+        } else {
+            Vec::new()
+        };
+        let next = Membership {
+            voters,
+            outgoing,
+            learners,
+        };
+        Ok(self.append_config(next))
+    }
+
+    /// The membership in force on this node and the index of the entry
+    /// that set it (0: the initial one, or one a snapshot carries).
+    pub fn membership(&self) -> (&Membership, u64) {
+        (&self.members, self.members_index)
     }
 
     /// True when `ready` would return something to act on.
@@ -458,6 +594,7 @@ impl Raft {
     /// Drains everything pending; the driver acts on it in the order
     /// documented on `Ready`.
     pub fn ready(&mut self) -> Ready {
+        self.membership_steps();
         self.flush();
         let snapshot = self.pending_snapshot.take();
         let entries = self.log.take_unstable();
@@ -466,6 +603,9 @@ impl Raft {
             // Ready that hands it out for persistence.
             self.maybe_commit();
         }
+        // What a commit just now set in motion (C_new after C_old,new, a
+        // removed leader stepping down) leaves with the next Ready.
+        self.membership_steps();
         let mut rd = Ready {
             snapshot,
             entries,
@@ -532,9 +672,126 @@ impl Raft {
         }
     }
 
-    fn quorum(&self) -> usize {
-        let voters = self.others.len() + 1;
-        voters / 2 + 1
+    /// The highest value that a majority of every voter set in force
+    /// reaches (this node counts only where it is a voter).
+    fn quorum_value(&self, value: impl Fn(NodeId) -> u64) -> u64 {
+        self.members
+            .majorities()
+            .map(|set| {
+                let mut v: Vec<u64> = set.iter().map(|&id| value(id)).collect();
+                v.sort_unstable_by(|a, b| b.cmp(a));
+                v.get(set.len() / 2).copied().unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// True when this node alone decides (the only voter).
+    fn sole_voter(&self) -> bool {
+        !self.members.is_joint() && self.members.voters == [self.id]
+    }
+
+    /// Appends a configuration entry (leader only) and puts it in force.
+    fn append_config(&mut self, next: Membership) -> u64 {
+        let index = self.log.last_index() + 1;
+        self.log_push(Entry {
+            term: self.term,
+            index,
+            kind: EntryKind::Config,
+            data: next.encode(),
+        });
+        self.need_broadcast = true;
+        self.apply_membership();
+        index
+    }
+
+    /// Appends to the log, noting a configuration entry.
+    fn log_push(&mut self, e: Entry) {
+        if e.kind == EntryKind::Config
+            && let Some(m) = Membership::decode(&e.data)
+        {
+            self.confs.push((e.index, m));
+        }
+        self.log.push(e);
+    }
+
+    /// Deletes the log from `index` on, and the configurations it held.
+    fn log_truncate(&mut self, index: u64) {
+        let keep = self.confs.iter().filter(|(i, _)| *i < index).count().max(1);
+        self.confs.truncate(keep);
+        self.log.truncate_from(index);
+    }
+
+    /// Puts the configuration in force: the latest in the log. The set of
+    /// nodes this node talks to follows it, and so does a leader's
+    /// progress tracking.
+    fn apply_membership(&mut self) {
+        let (index, m) = if self.cfg.has_bug(Bug::ConfigOnCommit) {
+            // Bug::ConfigOnCommit: a configuration counts only once
+            // committed, so between appending C_old,new and committing it a
+            // leader still decides by C_old alone.
+            let c = self.log.committed;
+            let at = self.confs.iter().rposition(|(i, _)| *i <= c).unwrap_or(0);
+            &self.confs[at]
+        } else {
+            self.confs.last().expect("a configuration")
+        };
+        if *index == self.members_index && *m == self.members {
+            return;
+        }
+        self.members_index = *index;
+        self.members = m.clone();
+        self.others = self.members.nodes();
+        self.others.retain(|&n| n != self.id);
+        if self.role == Role::Leader {
+            let (last, now) = (self.log.last_index(), self.now);
+            self.progress.retain(|id, _| self.others.contains(id));
+            for &n in &self.others {
+                self.progress
+                    .entry(n)
+                    .or_insert_with(|| Progress::new(last, now));
+            }
+            if self.transferee.is_some_and(|t| !self.members.is_voter(t)) {
+                self.transferee = None;
+            }
+        }
+    }
+
+    /// What follows from configurations being committed: C_new after a
+    /// committed C_old,new, and a leader outside a committed C_new steps
+    /// down.
+    fn membership_steps(&mut self) {
+        self.apply_membership();
+        if self.role != Role::Leader {
+            return;
+        }
+        let (at, last) = self.confs.last().expect("a configuration");
+        if *at > self.log.committed {
+            return;
+        }
+        if last.is_joint() {
+            let next = Membership {
+                voters: last.voters.clone(),
+                outgoing: Vec::new(),
+                learners: last.learners.clone(),
+            };
+            self.append_config(next);
+        } else if !last.voters.contains(&self.id) {
+            let term = self.term;
+            self.become_follower(term, None);
+        }
+    }
+
+    /// The voters other than this node (whom elections ask).
+    fn other_voters(&self) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self
+            .others
+            .iter()
+            .copied()
+            .filter(|&n| self.members.is_voter(n))
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
@@ -621,8 +878,7 @@ impl Raft {
 
     fn become_pre_candidate(&mut self) {
         let (li, lt) = self.start_round(Role::PreCandidate);
-        for i in 0..self.others.len() {
-            let to = self.others[i];
+        for to in self.other_voters() {
             self.msgs.push(Message {
                 from: self.id,
                 to,
@@ -640,8 +896,7 @@ impl Raft {
         self.term += 1;
         self.vote = Some(self.id);
         let (li, lt) = self.start_round(Role::Candidate);
-        for i in 0..self.others.len() {
-            let to = self.others[i];
+        for to in self.other_voters() {
             self.send(
                 to,
                 MessageBody::RequestVote {
@@ -656,16 +911,27 @@ impl Raft {
 
     /// Counts (pre-)votes and moves on when a majority decided.
     fn tally(&mut self, real: bool) {
-        let q = self.quorum();
-        let granted = self.votes.values().filter(|&&g| g).count();
-        let rejected = self.votes.len() - granted;
-        if granted >= q {
+        // Won with a majority of every voter set in force; lost once a
+        // majority of any of them is out of reach.
+        let mut won = true;
+        let mut lost = false;
+        for set in self.members.majorities() {
+            let q = set.len() / 2 + 1;
+            let count = |g: bool| {
+                set.iter()
+                    .filter(|id| self.votes.get(id) == Some(&g))
+                    .count()
+            };
+            won &= count(true) >= q;
+            lost |= count(false) + q > set.len();
+        }
+        if won {
             if real {
                 self.become_leader();
             } else {
                 self.become_candidate(false);
             }
-        } else if rejected >= q {
+        } else if lost {
             let term = self.term;
             self.become_follower(term, None);
         }
@@ -689,7 +955,7 @@ impl Raft {
         self.reads.abort_all();
         // §8: a no-op opens the term; entries of earlier terms are committed
         // through it (Figure 8).
-        self.log.push(Entry {
+        self.log_push(Entry {
             term: self.term,
             index: last + 1,
             kind: EntryKind::Noop,
@@ -703,18 +969,24 @@ impl Raft {
 
     /// The tick by which a majority (this node included) was last heard from.
     fn quorum_contact(&self) -> u64 {
-        let mut ticks: Vec<u64> = self.progress.values().map(|p| p.last_contact).collect();
-        ticks.push(self.now);
-        ticks.sort_unstable_by(|a, b| b.cmp(a));
-        ticks[self.quorum() - 1]
+        self.quorum_value(|id| {
+            if id == self.id {
+                self.now
+            } else {
+                self.progress.get(&id).map_or(0, |p| p.last_contact)
+            }
+        })
     }
 
     /// The highest heartbeat round a majority (this node included) acked.
     fn quorum_round(&self) -> u64 {
-        let mut rounds: Vec<u64> = self.progress.values().map(|p| p.acked_round).collect();
-        rounds.push(self.reads.round);
-        rounds.sort_unstable_by(|a, b| b.cmp(a));
-        rounds[self.quorum() - 1]
+        self.quorum_value(|id| {
+            if id == self.id {
+                self.reads.round
+            } else {
+                self.progress.get(&id).map_or(0, |p| p.acked_round)
+            }
+        })
     }
 
     /// Lease reads: a majority acknowledged a round that began at tick `s`;
@@ -795,11 +1067,8 @@ impl Raft {
                 self.send_heartbeat(to);
             }
         }
-        if self.others.is_empty() {
-            let mut out = Vec::new();
-            self.reads.confirm(self.reads.round, &mut out);
-            self.read_states.extend(out);
-        }
+        // A sole voter confirms its own round at once.
+        self.confirm_reads();
     }
 
     /// An empty AppendEntries at the follower's matched index, which it is
@@ -947,12 +1216,12 @@ impl Raft {
                 // entries this node does not have.
                 Some(_) if no_truncate => continue,
                 Some(_) => {
-                    self.log.truncate_from(e.index);
-                    self.log.push(e);
+                    self.log_truncate(e.index);
+                    self.log_push(e);
                     break;
                 }
                 None => {
-                    self.log.push(e);
+                    self.log_push(e);
                     break;
                 }
             }
@@ -961,8 +1230,9 @@ impl Raft {
             if e.index <= self.log.last_index() {
                 continue;
             }
-            self.log.push(e);
+            self.log_push(e);
         }
+        self.apply_membership();
         let new_commit = leader_commit.min(msg_last).min(self.log.last_index());
         if new_commit > self.log.committed {
             self.log.committed = new_commit;
@@ -988,8 +1258,12 @@ impl Raft {
             self.log.committed = idx;
             idx
         } else {
+            if !snapshot.membership.voters.is_empty() {
+                self.confs = vec![(idx, snapshot.membership.clone())];
+            }
             self.log.install(snapshot.clone());
             self.pending_snapshot = Some(snapshot);
+            self.apply_membership();
             idx
         };
         self.send(
@@ -1010,6 +1284,10 @@ impl Raft {
     ) {
         let now = self.now;
         let last = self.log.last_index();
+        if !self.progress.contains_key(&from) {
+            // From a node that is no longer a member.
+            return;
+        }
         {
             let pr = self.progress.get_mut(&from).expect("progress of a peer");
             pr.last_contact = now;
@@ -1053,7 +1331,9 @@ impl Raft {
 
     fn handle_snapshot_response(&mut self, from: NodeId, last_index: u64) {
         let now = self.now;
-        let pr = self.progress.get_mut(&from).expect("progress of a peer");
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
         pr.last_contact = now;
         pr.ack(last_index, now);
         let next = pr.matched + 1;
@@ -1074,10 +1354,13 @@ impl Raft {
     /// Advances the commit index to what a majority holds, counting only an
     /// entry of the current term (Figure 8). True when it moved.
     fn maybe_commit(&mut self) -> bool {
-        let mut matched: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
-        matched.push(self.log.stable);
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let q = matched[self.quorum() - 1];
+        let q = self.quorum_value(|id| {
+            if id == self.id {
+                self.log.stable
+            } else {
+                self.progress.get(&id).map_or(0, |p| p.matched)
+            }
+        });
         if q <= self.log.committed {
             return false;
         }
@@ -1101,7 +1384,8 @@ impl Raft {
 
 fn validate_config(c: &Config) -> Result<(), Error> {
     let bad = |s: String| Err(Error::InvalidConfig(s));
-    if !c.peers.contains(&c.id) {
+    // No peers: a node that joins a running cluster.
+    if !c.peers.is_empty() && !c.peers.contains(&c.id) {
         return bad(format!(
             "peers {:?} do not include this node {}",
             c.peers, c.id
@@ -1132,7 +1416,6 @@ fn validate_config(c: &Config) -> Result<(), Error> {
 }
 
 fn validate_persisted(
-    c: &Config,
     hs: &HardState,
     snapshot: Option<&Snapshot>,
     entries: &[Entry],
@@ -1163,11 +1446,6 @@ fn validate_persisted(
             "commit index {} is beyond the last persisted index {}",
             hs.commit, last
         ));
-    }
-    if let Some(v) = hs.vote
-        && !c.peers.contains(&v)
-    {
-        return bad(format!("vote for {v}, which is not a peer"));
     }
     Ok(())
 }

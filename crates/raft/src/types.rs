@@ -19,6 +19,9 @@ pub enum EntryKind {
     Noop,
     /// An application command, opaque to the core.
     Normal,
+    /// A membership change: `data` is an encoded [`Membership`], in force on
+    /// every node from the moment the entry is appended to its log (§6).
+    Config,
 }
 
 /// One log entry.
@@ -61,8 +64,126 @@ pub struct SnapshotMeta {
 pub struct Snapshot {
     /// The index and term it covers.
     pub meta: SnapshotMeta,
+    /// The membership in force at `meta.index` (the core fills it in when
+    /// it compacts; see [`crate::Raft::compact`]).
+    pub membership: Membership,
     /// The application's bytes, opaque to the core.
     pub data: Vec<u8>,
+}
+
+/// Who is in the cluster: the voters, and while joint consensus is in force
+/// (C_old,new) the old voters too; learners receive the log but never vote
+/// or count towards a majority.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    /// The voters (C_new while joint), sorted.
+    pub voters: Vec<NodeId>,
+    /// The old voters (C_old) while joint consensus is in force; empty
+    /// otherwise. Sorted.
+    pub outgoing: Vec<NodeId>,
+    /// Non-voting members, sorted.
+    pub learners: Vec<NodeId>,
+}
+
+impl Membership {
+    /// A configuration of `voters` only.
+    pub fn of_voters(voters: &[NodeId]) -> Membership {
+        let mut voters = voters.to_vec();
+        voters.sort_unstable();
+        voters.dedup();
+        Membership {
+            voters,
+            ..Membership::default()
+        }
+    }
+
+    /// True while decisions need a majority of both `voters` and `outgoing`.
+    pub fn is_joint(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// True when `id` votes (in either half of a joint configuration).
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.outgoing.contains(&id)
+    }
+
+    /// Every member: voters, old voters and learners, sorted, once each.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        let mut all: Vec<NodeId> = self
+            .voters
+            .iter()
+            .chain(&self.outgoing)
+            .chain(&self.learners)
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// The voter sets whose majorities every decision needs: one, or two
+    /// while joint.
+    pub fn majorities(&self) -> impl Iterator<Item = &[NodeId]> {
+        std::iter::once(self.voters.as_slice())
+            .chain(self.is_joint().then_some(self.outgoing.as_slice()))
+    }
+
+    /// The bytes of a `Config` entry: three length-prefixed lists of
+    /// little-endian ids.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for list in [&self.voters, &self.outgoing, &self.learners] {
+            out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for id in list {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads what [`Membership::encode`] wrote; `None` for anything else.
+    pub fn decode(mut bytes: &[u8]) -> Option<Membership> {
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, rest) = bytes.split_at_checked(n)?;
+            bytes = rest;
+            Some(head)
+        };
+        let mut lists: [Vec<NodeId>; 3] = Default::default();
+        for list in &mut lists {
+            let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+            for _ in 0..len {
+                list.push(u64::from_le_bytes(take(8)?.try_into().ok()?));
+            }
+        }
+        if !bytes.is_empty() {
+            return None;
+        }
+        let [voters, outgoing, learners] = lists;
+        Some(Membership {
+            voters,
+            outgoing,
+            learners,
+        })
+    }
+}
+
+/// One membership change, asked of the leader with
+/// [`crate::Raft::change_membership`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a non-voting member that receives the log.
+    AddLearner(NodeId),
+    /// Make a learner that has caught up a voter (through joint consensus).
+    Promote(NodeId),
+    /// Remove a voter (through joint consensus) or a learner.
+    Remove(NodeId),
+    /// Promote one learner and remove one voter in a single joint change.
+    Replace {
+        /// The learner to promote.
+        promote: NodeId,
+        /// The voter to remove.
+        remove: NodeId,
+    },
 }
 
 /// What a node has persisted, handed back to [`crate::Raft::new`] on restart.
@@ -303,16 +424,23 @@ pub enum Bug {
     NoTruncateOnConflict,
     /// Serves ReadIndex reads without confirming leadership.
     StaleLeaderRead,
+    /// Changes membership in one step from C_old to C_new, without joint
+    /// consensus: the majorities of the two may not overlap.
+    SingleStepChange,
+    /// A configuration takes effect only once committed, not when appended.
+    ConfigOnCommit,
 }
 
 impl Bug {
     /// Every deliberate mistake, in a fixed order.
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 7] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitPreviousTerm,
         Bug::ForgetVote,
         Bug::NoTruncateOnConflict,
         Bug::StaleLeaderRead,
+        Bug::SingleStepChange,
+        Bug::ConfigOnCommit,
     ];
 
     /// The name used on command lines.
@@ -323,6 +451,8 @@ impl Bug {
             Bug::ForgetVote => "forget-vote",
             Bug::NoTruncateOnConflict => "no-truncate-on-conflict",
             Bug::StaleLeaderRead => "stale-leader-read",
+            Bug::SingleStepChange => "single-step-change",
+            Bug::ConfigOnCommit => "config-on-commit",
         }
     }
 
@@ -336,6 +466,10 @@ impl Bug {
             Bug::ForgetVote => "the vote is not part of the persisted hard state",
             Bug::NoTruncateOnConflict => "appends after a conflicting entry without deleting it",
             Bug::StaleLeaderRead => "serves ReadIndex reads without confirming leadership",
+            Bug::SingleStepChange => {
+                "changes membership from C_old to C_new in one step, without joint consensus"
+            }
+            Bug::ConfigOnCommit => "a configuration takes effect when committed, not when appended",
         }
     }
 
@@ -353,7 +487,9 @@ impl Bug {
 pub struct Config {
     /// This node.
     pub id: NodeId,
-    /// Every voter of the cluster, this node included.
+    /// The initial voters, this node included; used only when nothing
+    /// persisted says otherwise. Empty for a node that joins an existing
+    /// cluster: it waits, never campaigning, until a leader sends it the log.
     pub peers: Vec<NodeId>,
     /// Ticks between a leader's heartbeats.
     pub heartbeat_ticks: u32,
@@ -446,7 +582,17 @@ pub enum Error {
     UnknownPeer(NodeId),
     /// An unknown deliberate-mistake name.
     #[error(
-        "unknown bug {0:?}; known: vote-without-log-check, commit-previous-term, forget-vote, no-truncate-on-conflict, stale-leader-read"
+        "unknown bug {0:?}; known: vote-without-log-check, commit-previous-term, forget-vote, no-truncate-on-conflict, stale-leader-read, single-step-change, config-on-commit"
     )]
     UnknownBug(String),
+    /// A membership change while another is not finished (one at a time),
+    /// or before the leader committed an entry of its term.
+    #[error("a membership change is in progress: {0}")]
+    ChangeInProgress(&'static str),
+    /// A membership change that does not fit the current membership.
+    #[error("membership change refused: {0}")]
+    BadChange(String),
+    /// A change that would leave no voter.
+    #[error("node {0} is the last voter and cannot be removed")]
+    LastVoter(NodeId),
 }

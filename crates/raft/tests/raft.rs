@@ -655,12 +655,21 @@ fn bad_input_is_refused() {
     ));
     let mut r = Raft::new(Config::new(1, vec![1, 2, 3]), Persisted::default()).expect("valid");
     let m = Message {
-        from: 9,
-        to: 1,
+        from: 2,
+        to: 3,
         term: 1,
         body: MessageBody::TimeoutNow,
     };
     assert!(matches!(r.step(m), Err(Error::Misrouted { .. })));
+    // A node outside the membership cannot start an election here.
+    let m = Message {
+        from: 9,
+        to: 1,
+        term: 7,
+        body: MessageBody::TimeoutNow,
+    };
+    r.step(m).expect("accepted and ignored");
+    assert_eq!((r.status().role, r.status().term), (Role::Follower, 0));
     assert_eq!(
         Bug::from_name("nope"),
         Err(Error::UnknownBug("nope".to_string()))

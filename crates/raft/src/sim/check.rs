@@ -70,6 +70,7 @@ pub(crate) fn entry_hash(e: &Entry) -> u64 {
     let kind = match e.kind {
         EntryKind::Noop => 1u64,
         EntryKind::Normal => 2,
+        EntryKind::Config => 3,
     };
     fnv(e.term.wrapping_mul(31).wrapping_add(kind), &e.data)
 }

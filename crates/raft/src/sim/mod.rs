@@ -657,15 +657,19 @@ impl Sim {
         } else {
             log[(index - off - 1) as usize].term
         };
-        if let Err(e) = raft.compact(index, data.clone()) {
-            self.check.fail(
-                Property::Contract,
-                format!("node {} compact({index}): {e}", node.id),
-            );
-            return;
-        }
+        let membership = match raft.compact(index, data.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                self.check.fail(
+                    Property::Contract,
+                    format!("node {} compact({index}): {e}", node.id),
+                );
+                return;
+            }
+        };
         node.disk.snapshot = Some(Snapshot {
             meta: SnapshotMeta { index, term },
+            membership,
             data,
         });
         node.disk.entries.retain(|e| e.index > index);
