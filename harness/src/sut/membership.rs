@@ -211,8 +211,9 @@ pub fn build(
 }
 
 /// How long one admin request may take: a change commits twice (the joint
-/// configuration, then the final one).
-const CHANGE_WITHIN: Duration = Duration::from_secs(5);
+/// configuration, then the final one), and faultline-node answers
+/// `indeterminate` only after five request timeouts (at least 5 s).
+const CHANGE_WITHIN: Duration = Duration::from_secs(8);
 /// How long a read of the configuration or of a node's status may take.
 const READ_WITHIN: Duration = Duration::from_millis(1000);
 

@@ -717,8 +717,8 @@ mod tests {
         assert_eq!(
             l.args.join(" "),
             "node --id n1 --data-dir /d/n1 --client-addr 127.0.0.1:1 --peer-addr 127.0.0.1:11 \
-             --peer n2=127.0.0.1:21 --peer-client n2=http://127.0.0.1:2 --bug skip-dedup \
-             --heartbeat-ms=20"
+             --peer n2=127.0.0.1:21 --peer-client n2=http://127.0.0.1:2 --voters n1,n2 \
+             --bug skip-dedup --heartbeat-ms=20"
         );
         let l = db.launch(&names, 1).expect("launch");
         assert!(
