@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::recorder::{Entry, Recorder};
-use crate::sut::{Attempt, Client, Protocol, Request};
+use crate::sut::{Attempt, Client, Members, Protocol, Request};
 
 /// Ok / fail / info counters shared with the progress line.
 #[derive(Debug, Default)]
@@ -141,8 +141,11 @@ pub struct ClientCtx {
     pub recorder: Arc<Recorder>,
     /// The client protocol.
     pub protocol: Arc<dyn Protocol>,
-    /// Node ids, in order.
+    /// Node ids, in order (every node in the address book).
     pub nodes: Vec<String>,
+    /// Which of them are members now: ops go to members only (a spare is
+    /// stopped; a removed node would only refuse).
+    pub members: Arc<Members>,
     /// Per-operation time limit.
     pub op_timeout: Duration,
     /// Per-attempt time limit; shorter than `op_timeout` turns on resends
@@ -178,6 +181,7 @@ impl ClientCtx {
             workload,
             recorder,
             protocol,
+            members: Arc::new(Members::new(nodes.len(), nodes.len())),
             nodes,
             op_timeout,
             attempt_timeout,
@@ -229,7 +233,7 @@ pub async fn worker(
         }
     };
     let mut generator: Box<dyn Generator> = ctx.workload.generator(seed, index, workers);
-    let mut s = session(index as u64, index % ctx.nodes.len().max(1));
+    let mut s = session(index as u64, ctx.members.nth(index));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -241,7 +245,11 @@ pub async fn worker(
         }
         let op = generator.next_op();
         if ctx.pin_clients {
-            s.node = s.home;
+            s.node = if ctx.members.is_member(s.home) {
+                s.home
+            } else {
+                ctx.members.after(s.home)
+            };
         }
         let reply = invoke(&ctx, &mut s, &mut *client, &op).await;
         generator.observe(&op, &reply);
@@ -250,7 +258,7 @@ pub async fn worker(
             // reuse it. Also move on to another node, which is likely healthier.
             s.process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
             s.seq = 0;
-            s.node = (s.node + 1) % ctx.nodes.len().max(1);
+            s.node = ctx.members.after(s.node);
         }
     }
 }
@@ -326,7 +334,6 @@ pub async fn perform(
 ) -> Reply {
     let deadline = Instant::now() + ctx.op_timeout;
     let cmd = ctx.workload.command(op);
-    let n = ctx.nodes.len().max(1);
     let mut last_definite = String::from("no attempt");
     // Why the last attempt may have taken effect, once one may have.
     let mut ambiguous: Option<String> = None;
@@ -366,7 +373,7 @@ pub async fn perform(
                     }
                     _ => {
                         // No usable hint (an election is on): try the next node.
-                        s.node = (s.node + 1) % n;
+                        s.node = ctx.members.after(s.node);
                         backoff(deadline).await;
                     }
                 }
@@ -376,7 +383,7 @@ pub async fn perform(
                     return Reply::Info(why);
                 }
                 ambiguous = Some(why);
-                s.node = (s.node + 1) % n;
+                s.node = ctx.members.after(s.node);
                 backoff(deadline).await;
             }
             Attempt::Fatal(why) => {

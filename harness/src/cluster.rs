@@ -20,8 +20,11 @@ use crate::clock::NodeClock;
 use crate::nemesis::{CutMode, DiskAction, Fault, LinkScope};
 use crate::proxy::{LinkMode, Proxy, ProxyOptions, Rewrite};
 use crate::supervisor::{NodeSpec, ProcState, Supervisor};
+use crate::sut::membership::{self, ChangeOp, MemberError, MemberView, Membership};
 use crate::sut::protocol::{self, ProtocolEnv};
-use crate::sut::{Db, Endpoint, NodeNames, Protocol, ReadMode, Routing, Status, demux, probe};
+use crate::sut::{
+    Db, Endpoint, Members, NodeNames, Protocol, ReadMode, Routing, Status, demux, probe,
+};
 
 /// How long a peer link's proxy keeps trying a node that refuses
 /// connections before resetting the dialler: long enough for a server that
@@ -33,8 +36,11 @@ pub const PEER_CONNECT_PATIENCE: Duration = Duration::from_secs(2);
 /// How to build a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
-    /// Number of nodes (ids `n1`..).
+    /// Number of nodes started at first (ids `n1`..).
     pub nodes: usize,
+    /// Spare nodes after them (in every address book, not started): the
+    /// member nemesis grows the cluster from them.
+    pub spares: usize,
     /// Put a proxy on every client→node link too.
     pub client_links: bool,
     /// How the run's clients read.
@@ -94,7 +100,20 @@ pub struct Cluster {
     disks: Vec<faultline_diskfs::Mount>,
     /// Detaches the disks if the controller dies without unmounting them.
     _unmount_watch: Option<crate::supervisor::UnmountWatch>,
+    /// Which nodes are members (the rest are stopped spares).
+    members: Arc<Members>,
+    /// How to change the configuration (specs with spares).
+    membership: Option<Arc<dyn Membership>>,
+    /// The configuration the last membership step left, as the leader saw it.
+    last_view: std::sync::Mutex<Option<MemberView>>,
+    /// libfaketime, when clock faults are on (a joining spare's launch
+    /// needs it too).
+    faketime: Option<PathBuf>,
 }
+
+/// How long a grown node may take to catch up with the leader's log
+/// before its promotion is given up (and retried at the next step).
+pub const CATCH_UP_WITHIN: Duration = Duration::from_secs(10);
 
 impl Drop for Cluster {
     fn drop(&mut self) {
@@ -129,7 +148,8 @@ impl Cluster {
         cancel: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Cluster> {
-        let n = cfg.nodes;
+        let founders = cfg.nodes;
+        let n = cfg.nodes + cfg.spares;
         std::fs::create_dir_all(&paths.nodes)
             .with_context(|| format!("cannot create {}", paths.nodes.display()))?;
         let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
@@ -206,6 +226,7 @@ impl Cluster {
             ports: ports.clone(),
             dial,
             data_dirs: ids.iter().map(|id| paths.nodes.join(id)).collect(),
+            members: (0..founders).collect(),
             faultline: std::env::current_exe().context("cannot locate the faultline executable")?,
             spec_dir: db.spec_dir.clone(),
         };
@@ -295,7 +316,19 @@ impl Cluster {
                 log_path: paths.nodes.join(format!("{id}.log")),
             });
         }
-        supervisor.start_all()?;
+        // The founders; spares start when the member nemesis grows.
+        for id in &ids[..founders] {
+            supervisor.start(id)?;
+        }
+        let membership = if cfg.spares > 0 {
+            let m = membership::build(&db, &names, &endpoints)?;
+            if m.is_none() {
+                bail!("{}: spares need a [membership] section", db.file());
+            }
+            m
+        } else {
+            None
+        };
         let protocol = protocol::build(
             &db,
             &names,
@@ -329,12 +362,48 @@ impl Cluster {
             clocks: std::sync::Mutex::new(clocks),
             disks,
             _unmount_watch: unmount_watch,
+            members: Arc::new(Members::new(n, founders)),
+            membership,
+            last_view: std::sync::Mutex::new(None),
+            faketime,
         })
     }
 
-    /// Node ids in order.
+    /// Every node's id in order: the members and the spares (the address
+    /// book).
     pub fn ids(&self) -> Vec<String> {
         self.names.ids.clone()
+    }
+
+    /// The members' ids in order (every node, in a cluster without spares).
+    pub fn members(&self) -> Vec<String> {
+        self.members
+            .indices()
+            .into_iter()
+            .map(|i| self.names.ids[i].clone())
+            .collect()
+    }
+
+    /// The spares' ids in order: not members, stopped, data wiped.
+    pub fn spares(&self) -> Vec<String> {
+        (0..self.names.ids.len())
+            .filter(|i| !self.members.is_member(*i))
+            .map(|i| self.names.ids[i].clone())
+            .collect()
+    }
+
+    /// Who is a member, shared with the clients (they send to members).
+    pub fn members_handle(&self) -> Arc<Members> {
+        self.members.clone()
+    }
+
+    /// The voters as last seen: after the last membership step, or the
+    /// members when no step has happened.
+    pub fn voters(&self) -> Vec<String> {
+        match &*self.last_view.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(v) => v.voters.clone(),
+            None => self.members(),
+        }
     }
 
     fn index_of(&self, id: &str) -> Result<usize> {
@@ -364,9 +433,9 @@ impl Cluster {
         probe::status(&self.db, &self.names, i, &self.http, &*self.protocol).await
     }
 
-    /// Every node's status, concurrently, in id order.
+    /// Every member's status, concurrently, in id order.
     pub async fn statuses(&self) -> Vec<Option<Status>> {
-        let ids = self.ids();
+        let ids = self.members();
         futures::future::join_all(ids.iter().map(|id| self.status(id))).await
     }
 
@@ -404,7 +473,8 @@ impl Cluster {
         let deadline = Instant::now() + within;
         let ready_timeout = self.db.ready_timeout().min(within);
         let ready_until = Instant::now() + ready_timeout;
-        for (i, id) in self.names.ids.iter().enumerate() {
+        for i in self.members.indices() {
+            let id = &self.names.ids[i];
             loop {
                 self.exited()?;
                 match probe::ready(&self.db, &self.names, i, &self.http).await {
@@ -432,7 +502,7 @@ impl Cluster {
             if Instant::now() >= deadline {
                 let seen: Vec<String> = statuses
                     .iter()
-                    .zip(&self.names.ids)
+                    .zip(&self.members())
                     .map(|(s, id)| match s {
                         Some(s) => format!(
                             "{id}: {}{}",
@@ -525,7 +595,9 @@ impl Cluster {
             Fault::Revive { nodes } => {
                 let mut out = Vec::new();
                 for n in nodes {
-                    if self.supervisor.state(n)? == ProcState::Killed {
+                    if self.supervisor.state(n)? == ProcState::Killed
+                        && self.members.is_member(self.index_of(n)?)
+                    {
                         self.supervisor.start(n)?;
                         out.push(n.as_str());
                     }
@@ -651,6 +723,11 @@ impl Cluster {
                     self.restart_killed()?.join(" ")
                 ))
             }
+            Fault::Grow { .. } | Fault::Shrink { .. } | Fault::Replace { .. } => bail!(
+                "{}: a membership change waits on the system: it is carried out by \
+                 Cluster::change_members",
+                fault.label()
+            ),
             Fault::Clear => {
                 for d in &self.disks {
                     d.control().set_full(false);
@@ -672,6 +749,234 @@ impl Cluster {
         }
     }
 
+    /// Carries out a membership change (the member nemesis's steps): the
+    /// configuration afterwards as the leader saw it, on success. A step
+    /// first looks at the configuration and does only what is left, so a
+    /// step that was refused half-way is finished when it is tried again.
+    pub async fn change_members(&self, fault: &Fault) -> (Result<String>, Option<MemberView>) {
+        let Some(driver) = self.membership.as_deref() else {
+            return (
+                Err(anyhow::anyhow!(
+                    "{}: this cluster has no spares ({} has no [membership], or the member \
+                     nemesis is off)",
+                    fault.label(),
+                    self.db.file()
+                )),
+                None,
+            );
+        };
+        let result = match fault {
+            Fault::Grow { node } => self.grow(driver, node).await,
+            Fault::Shrink { node } => self.shrink(driver, node).await,
+            Fault::Replace { add, remove } => match self.grow(driver, add).await {
+                Ok(_) => self.shrink(driver, remove).await,
+                Err(e) => Err(e),
+            },
+            other => Err(anyhow::anyhow!("{} is no membership change", other.label())),
+        };
+        match result {
+            Ok(view) => {
+                *self.last_view.lock().unwrap_or_else(|e| e.into_inner()) = Some(view.clone());
+                let mut text = format!("voters {}", view.voters.join(","));
+                if !view.learners.is_empty() {
+                    text.push_str(&format!(", learners {}", view.learners.join(",")));
+                }
+                if let Some(l) = &view.leader {
+                    text.push_str(&format!(", leader {l}"));
+                }
+                (Ok(text), Some(view))
+            }
+            Err(e) => (Err(e.context(fault.label())), None),
+        }
+    }
+
+    /// The leader and its view of the configuration: asks the running
+    /// members in turn and follows the leader they name.
+    async fn leader_view(
+        &self,
+        driver: &dyn Membership,
+    ) -> Result<(usize, MemberView), MemberError> {
+        let mut last = MemberError::Unreachable("no running member".into());
+        for i in self.members.indices() {
+            let id = &self.names.ids[i];
+            if self.supervisor.state(id).ok() != Some(ProcState::Running) {
+                continue;
+            }
+            let view = match driver.members(i).await {
+                Ok(v) => v,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let Some(l) = view.leader.as_deref().and_then(|l| self.index_of(l).ok()) else {
+                last = MemberError::Refused {
+                    kind: "no_leader".into(),
+                    message: format!("{id} knows no leader"),
+                };
+                continue;
+            };
+            if l == i {
+                return Ok((i, view));
+            }
+            match driver.members(l).await {
+                Ok(v) if v.leader.as_deref() == Some(self.names.ids[l].as_str()) => {
+                    return Ok((l, v));
+                }
+                Ok(_) => {
+                    last = MemberError::NotLeader { leader: None };
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Asks the leader for a change, following a `not_leader` answer once.
+    async fn change_at_leader(
+        &self,
+        driver: &dyn Membership,
+        op: ChangeOp,
+        node: usize,
+    ) -> Result<MemberView, MemberError> {
+        let (l, _) = self.leader_view(driver).await?;
+        match driver.change(l, op, node).await {
+            Err(MemberError::NotLeader {
+                leader: Some(other),
+            }) if self.index_of(&other).is_ok_and(|o| o != l) => {
+                let o = self.index_of(&other).unwrap_or(l);
+                driver.change(o, op, node).await
+            }
+            r => r,
+        }
+    }
+
+    /// Grows the cluster by spare `id`: a fresh data directory, added as a
+    /// learner, started to join, promoted once it has caught up.
+    async fn grow(&self, driver: &dyn Membership, id: &str) -> Result<MemberView> {
+        let j = self.index_of(id)?;
+        let (_, view) = self.leader_view(driver).await?;
+        if view.votes(id) {
+            self.members.set(j, true);
+            return Ok(view);
+        }
+        if !view.learns(id) {
+            if self.members.is_member(j) {
+                bail!("{id} is a member the configuration does not name");
+            }
+            // A spare: stopped, data wiped, told who the members are.
+            self.supervisor.kill(id)?;
+            self.wipe(j)?;
+            let members: Vec<usize> = view
+                .members()
+                .iter()
+                .filter_map(|m| self.index_of(m).ok())
+                .collect();
+            let mut launch = self.db.launch_joining(&self.names, j, &members)?;
+            if let Some(lib) = &self.faketime {
+                let file = self.paths.nodes.join(format!("{id}.faketime"));
+                launch.env.extend(crate::clock::env(lib, &file));
+            }
+            self.supervisor.set_launch(id, launch)?;
+            self.change_at_leader(driver, ChangeOp::AddLearner, j)
+                .await
+                .context("add-learner")?;
+        }
+        // From here on it is a member: clients may send to it, faults may
+        // hit it, and a kill is followed by a restart.
+        self.members.set(j, true);
+        if self.supervisor.state(id)? == ProcState::Killed {
+            self.supervisor.start(id)?;
+        }
+        let deadline = Instant::now() + CATCH_UP_WITHIN;
+        let mut last: String;
+        loop {
+            match self.leader_view(driver).await {
+                Ok((_, v)) if v.votes(id) => return Ok(v),
+                Ok((l, v)) if !v.learns(id) => {
+                    bail!(
+                        "{id} is neither learner nor voter at {} (voters {})",
+                        self.names.ids[l],
+                        v.voters.join(",")
+                    )
+                }
+                Ok((l, _)) => match driver.caught_up(l, j).await {
+                    Ok(true) => match driver.change(l, ChangeOp::Promote, j).await {
+                        Ok(v) => return Ok(v),
+                        // Not caught up after all, or another change in
+                        // flight: ask again until the deadline.
+                        Err(e @ (MemberError::Refused { .. } | MemberError::NotLeader { .. })) => {
+                            last = format!("promote: {e}");
+                        }
+                        Err(e) => return Err(anyhow::Error::new(e).context("promote")),
+                    },
+                    Ok(false) => last = format!("{id} has not caught up"),
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{id} was not promoted within {} s (last: {last}); it stays a learner",
+                    CATCH_UP_WITHIN.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Shrinks the cluster by voter `id`: removed from the configuration,
+    /// then stopped and wiped, a spare again.
+    async fn shrink(&self, driver: &dyn Membership, id: &str) -> Result<MemberView> {
+        let j = self.index_of(id)?;
+        let (_, mut view) = self.leader_view(driver).await?;
+        if view.members().iter().any(|m| m == id) {
+            view = self
+                .change_at_leader(driver, ChangeOp::Remove, j)
+                .await
+                .context("remove")?;
+        }
+        self.members.set(j, false);
+        self.supervisor.kill(id)?;
+        self.wipe(j)?;
+        // The leader's view once it no longer counts the node (the node
+        // removed may have led: then a new leader is elected first). If
+        // none shows soon, the removal's own answer stands.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok((_, v)) = self.leader_view(driver).await
+                && !v.members().iter().any(|m| m == id)
+            {
+                return Ok(v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(view)
+    }
+
+    /// Empties node `j`'s data directory (the folder stays: it may be a
+    /// mount point).
+    fn wipe(&self, j: usize) -> Result<()> {
+        let dir = &self.names.data_dirs[j];
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        for e in entries {
+            let p = e
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .path();
+            let r = if p.is_dir() && !p.is_symlink() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            r.with_context(|| format!("cannot wipe {}", p.display()))?;
+        }
+        Ok(())
+    }
+
     fn reset_clocks(&self) -> Result<()> {
         let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
         for (c, id) in clocks.iter_mut().zip(self.ids()) {
@@ -680,9 +985,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// Restarts killed members (spares stay stopped: a member that was
+    /// killed and then removed is a spare, and does not come back).
     fn restart_killed(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for id in self.ids() {
+        for id in self.members() {
             if self.supervisor.state(&id)? == ProcState::Killed {
                 self.supervisor.start(&id)?;
                 out.push(id);

@@ -267,6 +267,7 @@ pub fn run(args: &DbBenchArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         let cfg = ClusterConfig {
             nodes: args.nodes,
+            spares: 0,
             client_links: false,
             read_mode: ReadMode::Linearizable,
             seed: args.seed,

@@ -102,6 +102,9 @@ pub fn draw(seed: u64, db: &Db, workload: &dyn Workload) -> Profile {
     let mut plan = Plan::default();
     for k in NemesisKind::all() {
         let p = match k {
+            // Membership changes need a spec with spares: only on request
+            // (and drawing nothing for them keeps every other draw).
+            NemesisKind::Member => continue,
             NemesisKind::Partition => 0.75,
             NemesisKind::Kill | NemesisKind::Disk => 0.6,
             NemesisKind::Pause => 0.5,
@@ -113,7 +116,9 @@ pub fn draw(seed: u64, db: &Db, workload: &dyn Workload) -> Profile {
         }
     }
     if plan.kinds.is_empty() {
-        let all: Vec<NemesisKind> = NemesisKind::all().collect();
+        let all: Vec<NemesisKind> = NemesisKind::all()
+            .filter(|k| *k != NemesisKind::Member)
+            .collect();
         plan.kinds.push(all[rng.random_range(0..all.len())]);
     }
     plan.shapes = subset(&mut rng, &PartitionShape::ALL, 0.6);
@@ -207,6 +212,7 @@ pub fn nemesis_arg(plan: &Plan) -> String {
                 }
                 NemesisKind::Kill => plan.kill.iter().map(|t| t.name().to_string()).collect(),
                 NemesisKind::Pause => plan.pause.iter().map(|t| t.name().to_string()).collect(),
+                NemesisKind::Member => plan.member.iter().map(|s| s.name().to_string()).collect(),
                 NemesisKind::Delay => vec![
                     format!("{}ms~{}ms", plan.delay.latency_ms, plan.delay.jitter_ms),
                     plan.delay.links.name().to_string(),

@@ -20,6 +20,7 @@ use crate::nemesis::{Fault, NemesisKind, Plan, Scheduler, ScriptPlan, View, sema
 use crate::recorder::{Entry, Recorder};
 use crate::store::{NemesisLine, NemesisLog, SCHEMA};
 use crate::supervisor::ProcState;
+use crate::sut::membership::MemberView;
 
 /// Carries out faults and records them.
 pub struct FaultLog {
@@ -47,10 +48,25 @@ impl FaultLog {
         }
     }
 
-    /// Carries out `fault`, recording its start and end in the history and
-    /// a line in `nemesis.jsonl`.
-    pub fn apply(&self, fault: &Fault) {
-        let inv = self.recorder.record(Entry {
+    /// Carries out `fault` (not a membership change: see
+    /// [`FaultLog::apply_members`]), recording its start and end in the
+    /// history and a line in `nemesis.jsonl`. Whether it was carried out.
+    pub fn apply(&self, fault: &Fault) -> bool {
+        let inv = self.invoke(fault);
+        let outcome = self.cluster.apply(fault);
+        self.complete(fault, inv, outcome, None)
+    }
+
+    /// Carries out a membership change and records it like
+    /// [`FaultLog::apply`], with the configuration it left.
+    pub async fn apply_members(&self, fault: &Fault) -> bool {
+        let inv = self.invoke(fault);
+        let (outcome, members) = self.cluster.change_members(fault).await;
+        self.complete(fault, inv, outcome, members)
+    }
+
+    fn invoke(&self, fault: &Fault) -> faultline_history::Event {
+        self.recorder.record(Entry {
             process: Process::Nemesis,
             kind: EventType::Invoke,
             f: fault.name().to_string(),
@@ -58,8 +74,18 @@ impl FaultLog {
             value: serde_json::to_value(fault).unwrap_or(Value::Null),
             error: None,
             node: None,
-        });
-        let (result, error) = match self.cluster.apply(fault) {
+        })
+    }
+
+    fn complete(
+        &self,
+        fault: &Fault,
+        inv: faultline_history::Event,
+        outcome: anyhow::Result<String>,
+        members: Option<MemberView>,
+    ) -> bool {
+        let ok = outcome.is_ok();
+        let (result, error) = match outcome {
             Ok(r) => (r, None),
             Err(e) => (format!("error: {e:#}"), Some(format!("{e:#}"))),
         };
@@ -98,10 +124,12 @@ impl FaultLog {
             starts,
             ends,
             result,
+            members,
         });
         *lock(&self.counts)
             .entry(fault.name().to_string())
             .or_default() += 1;
+        ok
     }
 
     /// The history this log records into.
@@ -146,7 +174,9 @@ pub async fn nemesis_loop(
     if plan.kinds.is_empty() {
         return;
     }
-    let mut sched = Scheduler::new(seed, plan);
+    let cluster = &faults.cluster;
+    let max_voters = cluster.ids().len();
+    let mut sched = Scheduler::new(seed, plan).with_max_voters(max_voters);
     let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
     loop {
         tokio::select! {
@@ -154,16 +184,19 @@ pub async fn nemesis_loop(
             _ = tick.tick() => {}
         }
         let view = View {
-            ids: faults.cluster.ids(),
-            leader: faults.cluster.leader().await,
+            ids: cluster.members(),
+            leader: cluster.leader().await,
+            voters: cluster.voters(),
+            spares: cluster.spares(),
         };
         if stop.is_cancelled() {
             break;
         }
         let Some(fault) = sched.next(&view) else {
-            break;
+            continue;
         };
-        apply_blocking(&faults, fault).await;
+        let ok = apply_blocking(&faults, fault.clone()).await;
+        sched.outcome(&fault, ok);
     }
     for fault in sched.heal_all() {
         if fault != Fault::Clear {
@@ -173,10 +206,17 @@ pub async fn nemesis_loop(
     }
 }
 
-/// Killing and starting processes blocks briefly: off the async workers.
-pub async fn apply_blocking(faults: &Arc<FaultLog>, fault: Fault) {
+/// Carries out a fault: killing and starting processes blocks briefly, so
+/// off the async workers; a membership change waits on the system. Whether
+/// it was carried out.
+pub async fn apply_blocking(faults: &Arc<FaultLog>, fault: Fault) -> bool {
+    if fault.changes_members() {
+        return faults.apply_members(&fault).await;
+    }
     let f = faults.clone();
-    let _ = tokio::task::spawn_blocking(move || f.apply(&fault)).await;
+    tokio::task::spawn_blocking(move || f.apply(&fault))
+        .await
+        .unwrap_or(false)
 }
 
 /// How long one poll of a node's leader probe may take: a node that does
@@ -198,7 +238,7 @@ pub async fn script_loop(
     let recorder = faults.recorder().clone();
     let mut script = script::build(
         &plan,
-        cluster.ids(),
+        cluster.members(),
         crate::cluster::PEER_CONNECT_PATIENCE,
         seed,
     );
@@ -236,7 +276,7 @@ pub async fn script_loop(
 /// probe (polled concurrently, running nodes only: a paused node would
 /// only time out).
 async fn observe(cluster: &Cluster) -> Vec<Seen> {
-    let ids = cluster.ids();
+    let ids = cluster.members();
     let polls = ids.iter().map(|id| async move {
         let up = cluster.supervisor.state(id).ok() == Some(ProcState::Running);
         let status = if up {

@@ -180,6 +180,8 @@ async fn run_async(
         }),
         latency: None,
         availability: None,
+        membership: (dir.read_nemesis().ok().flatten())
+            .and_then(|l| crate::store::MembershipRecord::of(&l, settings.nodes)),
     };
     dir.write_results(&results)?;
     // The report reads what was just stored; a failure to draw it must not
@@ -223,6 +225,7 @@ async fn cluster_phase(
 ) -> Result<Ran> {
     let cfg = ClusterConfig {
         nodes: settings.nodes,
+        spares: settings.spares,
         client_links: settings.nemesis.faults_client_links(),
         read_mode: settings.read_mode,
         seed: settings.seed,

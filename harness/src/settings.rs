@@ -112,8 +112,11 @@ pub struct Settings {
     pub db: String,
     /// The system's name, from its spec.
     pub system: String,
-    /// Nodes.
+    /// Nodes started at first (the founders).
     pub nodes: usize,
+    /// Spare nodes beyond them, for the member nemesis (0 without it).
+    #[serde(default)]
+    pub spares: usize,
     /// Seconds of traffic.
     pub time_limit_s: f64,
     /// Workers.
@@ -376,6 +379,27 @@ pub fn parse_node_bugs(values: &[String], nodes: usize) -> Result<(Vec<String>, 
     Ok((all, per_node))
 }
 
+/// The spares a run with the member nemesis starts: the spec's, which it
+/// must have, with at least three founders.
+fn member_spares(db: &Db, nodes: usize, arg: &str) -> Result<usize> {
+    let member = NemesisKind::Member.name();
+    if db.spec.membership.is_none() {
+        return Err(usage(format!(
+            "--nemesis {arg}: {member} needs spare nodes, and {} ({}) has no [membership] \
+             section (spares = N, join_args = [...]; README: \"Membership changes\")",
+            db.file(),
+            db.name()
+        )));
+    }
+    let min = crate::nemesis::schedule::MIN_VOTERS;
+    if nodes < min {
+        return Err(usage(format!(
+            "--nemesis {arg}: {member} keeps at least {min} voters: --nodes {nodes} is too few"
+        )));
+    }
+    Ok(db.spares())
+}
+
 fn check_range(flag: &str, v: f64, lo: f64, hi: f64, unit: &str) -> Result<()> {
     if v.is_finite() && (lo..=hi).contains(&v) {
         Ok(())
@@ -482,7 +506,7 @@ impl RunArgs {
                 .launch(&NodeNames::for_checks(&db.spec, nodes), 0)
                 .ok()
                 .is_some_and(|l| !crate::clock::is_go_program(&l.program).unwrap_or(true));
-        let (nemesis_arg, nemesis) = match &self.nemesis {
+        let (nemesis_arg, mut nemesis) = match &self.nemesis {
             Some(n) => (n.clone(), Plan::parse(n).map_err(usage)?),
             None if pick("nemesis", false) => {
                 let mut plan = profile.nemesis.clone();
@@ -519,6 +543,21 @@ impl RunArgs {
                 )));
             }
         }
+        // `all` means every kind the system can take: membership changes
+        // only where the spec has spares (asked for by name, they must).
+        let named = |k: NemesisKind| {
+            nemesis_arg
+                .split(',')
+                .any(|p| p.split(':').next().map(str::trim) == Some(k.name()))
+        };
+        if db.spec.membership.is_none() && !named(NemesisKind::Member) {
+            nemesis.kinds.retain(|k| *k != NemesisKind::Member);
+        }
+        let spares = if nemesis.kinds.contains(&NemesisKind::Member) {
+            member_spares(&db, nodes, &nemesis_arg)?
+        } else {
+            0
+        };
         let nemesis_interval = match self.nemesis_interval {
             Some(i) => i,
             // A script keeps its own time: nothing to draw.
@@ -620,6 +659,7 @@ impl RunArgs {
                 db: self.db.clone(),
                 system: db.name().to_string(),
                 nodes,
+                spares,
                 time_limit_s: self.time_limit,
                 concurrency,
                 concurrency_arg,

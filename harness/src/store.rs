@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use crate::nemesis::{Fault, NemesisKind};
 use crate::settings::Settings;
+use crate::sut::membership::MemberView;
 
 /// The version of `config.json`, `results.json` and `nemesis.jsonl` this
 /// build writes and reads.
@@ -183,6 +184,103 @@ pub struct Results {
     /// The report's availability per fault window, once drawn.
     #[serde(default)]
     pub availability: Option<Value>,
+    /// The member nemesis's changes and the voters over time (runs with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<MembershipRecord>,
+}
+
+/// What the member nemesis did over a run, from `nemesis.jsonl`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MembershipRecord {
+    /// Changes carried out (grow, shrink and replace steps that succeeded).
+    pub changes: u64,
+    /// Grow steps carried out.
+    pub grow: u64,
+    /// Shrink steps carried out.
+    pub shrink: u64,
+    /// Replace steps carried out.
+    pub replace: u64,
+    /// Steps refused or failed (each tried again at the next member step).
+    pub refused: u64,
+    /// The fewest voters the run had (the founders count).
+    pub voters_min: usize,
+    /// The most voters the run had.
+    pub voters_max: usize,
+    /// Every step in order, with the configuration it left.
+    pub steps: Vec<MemberStepRecord>,
+}
+
+/// One membership step of a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MemberStepRecord {
+    /// When it began (ns since the run started).
+    pub time: u64,
+    /// When it ended (ns since the run started).
+    pub done: u64,
+    /// The step, e.g. `grow n4`.
+    pub step: String,
+    /// Whether it was carried out.
+    pub ok: bool,
+    /// The voters afterwards (as the leader saw them), for a step carried out.
+    pub voters: Vec<String>,
+    /// The learners afterwards.
+    pub learners: Vec<String>,
+    /// The leader afterwards, if known.
+    pub leader: Option<String>,
+    /// What was done, or why not.
+    pub result: String,
+}
+
+impl MembershipRecord {
+    /// The record of a run whose nemesis log is `lines` and that started
+    /// `founders` voters; `None` when it made no membership step.
+    pub fn of(lines: &[NemesisLine], founders: usize) -> Option<MembershipRecord> {
+        let mut r = MembershipRecord {
+            voters_min: founders,
+            voters_max: founders,
+            ..MembershipRecord::default()
+        };
+        for l in lines.iter().filter(|l| l.fault.changes_members()) {
+            let ok = l.members.is_some();
+            let view = l.members.clone().unwrap_or_default();
+            if ok {
+                r.changes += 1;
+                match l.fault {
+                    Fault::Grow { .. } => r.grow += 1,
+                    Fault::Shrink { .. } => r.shrink += 1,
+                    _ => r.replace += 1,
+                }
+                r.voters_min = r.voters_min.min(view.voters.len());
+                r.voters_max = r.voters_max.max(view.voters.len());
+            } else {
+                r.refused += 1;
+            }
+            r.steps.push(MemberStepRecord {
+                time: l.time,
+                done: l.done,
+                step: l.fault.label(),
+                ok,
+                voters: view.voters,
+                learners: view.learners,
+                leader: view.leader,
+                result: l.result.clone(),
+            });
+        }
+        (!r.steps.is_empty()).then_some(r)
+    }
+
+    /// One line for the run's summary, e.g. `7 changes (3 grow, 3 shrink,
+    /// 1 replace); voters ranged 3..5`.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{} changes ({} grow, {} shrink, {} replace); voters ranged {}..{}",
+            self.changes, self.grow, self.shrink, self.replace, self.voters_min, self.voters_max
+        );
+        if self.refused > 0 {
+            s.push_str(&format!("; {} refused and retried", self.refused));
+        }
+        s
+    }
 }
 
 /// The head of `results.json` (see [`RunDir::read_results_head`]).
@@ -215,6 +313,10 @@ pub struct NemesisLine {
     pub ends: Vec<NemesisKind>,
     /// What was done, or the error.
     pub result: String,
+    /// For a membership change carried out: the configuration it left, as
+    /// the leader saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<MemberView>,
 }
 
 /// Appends [`NemesisLine`]s, one `write` per line so a crash leaves whole lines.
@@ -523,6 +625,7 @@ mod tests {
             starts: None,
             ends: vec![NemesisKind::Partition],
             result: "healed".into(),
+            members: None,
         };
         let text = serde_json::to_string(&line).unwrap() + "\n";
         let p = Path::new("n.jsonl");
@@ -539,6 +642,67 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("schema 9")
+        );
+    }
+
+    #[test]
+    fn membership_is_counted_from_the_nemesis_log() {
+        let view = |voters: &[&str]| MemberView {
+            voters: voters.iter().map(|v| v.to_string()).collect(),
+            leader: Some("n1".into()),
+            ..MemberView::default()
+        };
+        let line = |time, fault, members| NemesisLine {
+            schema: SCHEMA,
+            time,
+            done: time + 5,
+            fault,
+            starts: None,
+            ends: vec![],
+            result: "r".into(),
+            members,
+        };
+        let lines = [
+            line(
+                1,
+                Fault::Grow { node: "n4".into() },
+                Some(view(&["n1", "n2", "n3", "n4"])),
+            ),
+            line(2, Fault::Heal, None),
+            line(3, Fault::Grow { node: "n5".into() }, None),
+            line(
+                4,
+                Fault::Grow { node: "n5".into() },
+                Some(view(&["n1", "n2", "n3", "n4", "n5"])),
+            ),
+            line(
+                5,
+                Fault::Replace {
+                    add: "n2".into(),
+                    remove: "n3".into(),
+                },
+                Some(view(&["n1", "n2", "n4", "n5"])),
+            ),
+            line(
+                6,
+                Fault::Shrink { node: "n1".into() },
+                Some(view(&["n2", "n4", "n5"])),
+            ),
+        ];
+        let r = MembershipRecord::of(&lines, 3).expect("steps");
+        assert_eq!(
+            r.line(),
+            "4 changes (2 grow, 1 shrink, 1 replace); voters ranged 3..5; 1 refused and retried"
+        );
+        assert_eq!(r.steps.len(), 5);
+        assert!(!r.steps[1].ok && r.steps[1].voters.is_empty());
+        assert_eq!(r.steps[0].step, "grow n4");
+        assert_eq!(MembershipRecord::of(&lines[1..2], 3), None);
+        // Written and read back through results.json's one schema.
+        let json = serde_json::to_string(&r).expect("json");
+        assert_eq!(
+            serde_json::from_str::<MembershipRecord>(&json).expect("back"),
+            r
         );
     }
 

@@ -71,6 +71,9 @@ impl Summary<'_> {
                 faults.join(" · ")
             }
         );
+        if let Some(m) = &r.membership {
+            println!("  membership: {}", m.line());
+        }
         if r.client_restarts > 0 {
             println!(
                 "  clients   {} client program restart(s) (a client exited or stopped answering; its op is info)",

@@ -309,6 +309,14 @@ impl Supervisor {
         });
     }
 
+    /// Replaces what a node runs from its next start on (a spare that
+    /// joins is told who the members are then).
+    pub fn set_launch(&self, id: &str, launch: Launch) -> Result<()> {
+        let mut slots = lock(&self.slots);
+        find_mut(&mut slots, id)?.spec.launch = launch;
+        Ok(())
+    }
+
     /// The ids of the nodes, in order.
     pub fn ids(&self) -> Vec<String> {
         lock(&self.slots)

@@ -50,6 +50,7 @@ pub fn client_ctx(
         settings.concurrency as u64,
     );
     ctx.pin_clients = settings.pin_clients;
+    ctx.members = faults.cluster.members_handle();
     ctx.pacer = Arc::new(if settings.bursts {
         Pacer::with_bursts(settings.rate)
     } else {
@@ -173,7 +174,7 @@ pub async fn final_reads(
             let process = ctx
                 .next_process
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut s = client::session(process, k % ctx.nodes.len().max(1));
+            let mut s = client::session(process, ctx.members.nth(k));
             let reply = client::invoke(ctx, &mut s, &mut *client, op).await;
             if matches!(reply, Reply::Ok(_)) {
                 ok += 1;

@@ -37,6 +37,7 @@ async fn isolated_leader_is_replaced_and_its_writes_never_succeed() {
     let tracker = TaskTracker::new();
     let cfg = ClusterConfig {
         nodes: 3,
+        spares: 0,
         client_links: false,
         read_mode: ReadMode::Linearizable,
         seed: 11,
@@ -62,10 +63,7 @@ async fn isolated_leader_is_replaced_and_its_writes_never_succeed() {
         .expect("ready")
         .expect("a first leader");
 
-    let view = View {
-        ids: cluster.ids(),
-        leader: Some(old.clone()),
-    };
+    let view = View::of(cluster.ids(), Some(old.clone()));
     let cut = partition(
         PartitionShape::IsolateLeader,
         &view,

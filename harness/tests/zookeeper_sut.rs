@@ -111,6 +111,7 @@ async fn zookeeper_ops_round_trip_links_are_proxied_and_an_isolated_leader_never
     let tracker = TaskTracker::new();
     let cfg = ClusterConfig {
         nodes: 3,
+        spares: 0,
         client_links: false,
         read_mode: ReadMode::Linearizable,
         seed: 5,
@@ -278,10 +279,7 @@ async fn zookeeper_ops_round_trip_links_are_proxied_and_an_isolated_leader_never
     }
 
     // Isolate the leader: the others elect a newer one.
-    let view = View {
-        ids: cluster.ids(),
-        leader: Some(leader.clone()),
-    };
+    let view = View::of(cluster.ids(), Some(leader.clone()));
     let cut = partition(
         PartitionShape::IsolateLeader,
         &view,

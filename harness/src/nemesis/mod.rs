@@ -37,6 +37,10 @@ pub enum NemesisKind {
     /// Lose unsynced writes (a power cut), damage files, or fill the disk
     /// (data directories on faultline's FUSE filesystem), then heal.
     Disk,
+    /// Change the cluster's membership: add a spare node as a learner and
+    /// promote it, remove a voter, or both. Each step is instant (a window
+    /// of its own); nothing stays active.
+    Member,
 }
 
 /// One row of the fault table: everything about a kind that the nemesis,
@@ -51,19 +55,21 @@ pub struct KindInfo {
     pub description: &'static str,
     /// What may follow `name:` on the command line.
     pub variants: &'static str,
-    /// The `f` of the fault that starts it (history and `nemesis.jsonl`).
+    /// The `f` of the fault that starts it (history and `nemesis.jsonl`);
+    /// empty for a kind made of instant steps (see [`KindInfo::instant`]).
     pub start: &'static str,
-    /// The `f` of the fault that ends it.
+    /// The `f` of the fault that ends it; empty for a kind of instant steps.
     pub end: &'static str,
     /// The `f` of faults that change it without starting or ending it (the
-    /// finer steps of scripted schedules).
+    /// finer steps of scripted schedules), or, for a kind of instant steps,
+    /// its steps.
     pub steps: &'static [&'static str],
     /// Its colour in the report's plots.
     pub colour: &'static str,
 }
 
 /// The fault table, in the order `--help` and `faultline list` show it.
-pub const KINDS: [KindInfo; 8] = [
+pub const KINDS: [KindInfo; 9] = [
     KindInfo {
         kind: NemesisKind::Partition,
         name: "partition",
@@ -145,6 +151,18 @@ pub const KINDS: [KindInfo; 8] = [
         steps: &[],
         colour: "#393b79",
     },
+    KindInfo {
+        kind: NemesisKind::Member,
+        name: "member",
+        description: "change membership: grow (start a spare, add it as a learner, promote it once caught up), \
+                      shrink (remove a voter, stop it, wipe it), replace (grow, then shrink); voters stay \
+                      between 3 and --nodes plus the spec's spares",
+        variants: "steps grow, shrink, replace (default all)",
+        start: "",
+        end: "",
+        steps: &["grow", "shrink", "replace"],
+        colour: "#2ca02c",
+    },
 ];
 
 impl NemesisKind {
@@ -166,6 +184,13 @@ impl NemesisKind {
     /// The kind with this name.
     pub fn by_name(name: &str) -> Option<NemesisKind> {
         KINDS.iter().find(|k| k.name == name).map(|k| k.kind)
+    }
+
+    /// Whether the kind is made of instant steps, each a window of its own
+    /// from the action's start to its end, that never stays active (its
+    /// table row has no start and end).
+    pub fn instant(self) -> bool {
+        self.info().start.is_empty()
     }
 
     /// Whether two kinds can be active together (delay, loss and bandwidth
@@ -196,6 +221,9 @@ pub fn semantics(f: &str) -> (Option<NemesisKind>, Vec<NemesisKind>) {
     }
     // Older files spelled the link faults `link-delay` and `link-loss`.
     let f = f.strip_prefix("link-").unwrap_or(f);
+    if f.is_empty() {
+        return (None, Vec::new());
+    }
     let starts = KINDS.iter().find(|k| k.start == f).map(|k| k.kind);
     let ends = KINDS
         .iter()
@@ -203,6 +231,15 @@ pub fn semantics(f: &str) -> (Option<NemesisKind>, Vec<NemesisKind>) {
         .map(|k| k.kind)
         .collect();
     (starts, ends)
+}
+
+/// The kind of instant steps (see [`NemesisKind::instant`]) that a fault's
+/// `f` is a step of, if any: such an action is a window by itself.
+pub fn instant_step(f: &str) -> Option<NemesisKind> {
+    KINDS
+        .iter()
+        .find(|k| k.kind.instant() && k.steps.contains(&f))
+        .map(|k| k.kind)
 }
 
 /// How a partition cuts a link.
@@ -315,6 +352,32 @@ impl DiskAction {
             DiskAction::Corrupt { flip: true, .. } => "corrupt",
             DiskAction::Corrupt { flip: false, .. } => "truncate",
             DiskAction::Full => "full",
+        }
+    }
+}
+
+/// A step of the member nemesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberStep {
+    /// A spare joins as a voter.
+    Grow,
+    /// A voter leaves.
+    Shrink,
+    /// A spare joins, then a voter leaves.
+    Replace,
+}
+
+impl MemberStep {
+    /// Every step.
+    pub const ALL: [MemberStep; 3] = [MemberStep::Grow, MemberStep::Shrink, MemberStep::Replace];
+
+    /// Its name as a `--nemesis member:` parameter (the `f` of its fault).
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberStep::Grow => "grow",
+            MemberStep::Shrink => "shrink",
+            MemberStep::Replace => "replace",
         }
     }
 }
@@ -490,6 +553,25 @@ pub enum Fault {
     },
     /// Disks not full; nodes a disk fault killed restart.
     DiskHeal,
+    /// Add a spare to the cluster: start it on an empty data directory,
+    /// add it as a learner, wait until it has caught up, promote it.
+    Grow {
+        /// The spare.
+        node: String,
+    },
+    /// Remove a voter, then stop it and wipe its data directory: a spare
+    /// again.
+    Shrink {
+        /// The voter.
+        node: String,
+    },
+    /// Grow by `add`, then shrink by `remove`.
+    Replace {
+        /// The spare that joins.
+        add: String,
+        /// The voter that leaves.
+        remove: String,
+    },
     /// Everything healthy: heal, restart, resume, clear links.
     Clear,
 }
@@ -514,8 +596,20 @@ impl Fault {
             Fault::ClockReset => "clock-reset",
             Fault::Disk { .. } => "disk",
             Fault::DiskHeal => "disk-heal",
+            Fault::Grow { .. } => "grow",
+            Fault::Shrink { .. } => "shrink",
+            Fault::Replace { .. } => "replace",
             Fault::Clear => "clear",
         }
+    }
+
+    /// Whether it changes the cluster's membership (the member nemesis's
+    /// steps, carried out asynchronously: they wait on the system).
+    pub fn changes_members(&self) -> bool {
+        matches!(
+            self,
+            Fault::Grow { .. } | Fault::Shrink { .. } | Fault::Replace { .. }
+        )
     }
 
     /// The kind this fault starts, if it starts one (from the table).
@@ -554,6 +648,8 @@ impl Fault {
             Fault::Disk { nodes, action, .. } => {
                 format!("disk {} {}", action.name(), nodes.join(","))
             }
+            Fault::Grow { node } | Fault::Shrink { node } => format!("{} {node}", self.name()),
+            Fault::Replace { add, remove } => format!("{} {remove} by {add}", self.name()),
             other => other.name().to_string(),
         }
     }
@@ -605,6 +701,9 @@ pub struct Plan {
     /// What disk faults do.
     #[serde(default = "all_disk_choices")]
     pub disk_actions: Vec<DiskChoice>,
+    /// The membership steps the member nemesis draws from.
+    #[serde(default = "all_member_steps")]
+    pub member: Vec<MemberStep>,
     /// A scripted schedule, which then runs alone (`kinds` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<ScriptPlan>,
@@ -614,6 +713,10 @@ pub struct Plan {
 /// kill: by default the disk nemesis cuts a majority or all nodes.
 fn quorum_targets() -> Vec<Target> {
     vec![Target::Majority, Target::All]
+}
+
+fn all_member_steps() -> Vec<MemberStep> {
+    MemberStep::ALL.to_vec()
 }
 
 fn all_disk_choices() -> Vec<DiskChoice> {
@@ -660,6 +763,7 @@ impl Default for Plan {
             clock_actions: all_clock_actions(),
             disk: quorum_targets(),
             disk_actions: all_disk_choices(),
+            member: all_member_steps(),
             script: None,
         }
     }
@@ -832,6 +936,18 @@ impl Plan {
                     ];
                 }
             }
+            NemesisKind::Member => {
+                let mut steps = Vec::new();
+                for t in tokens {
+                    match MemberStep::ALL.iter().find(|x| x.name() == t) {
+                        Some(x) if !steps.contains(x) => steps.push(*x),
+                        Some(_) => {}
+                        None => return Err(bad(t)),
+                    }
+                }
+                steps.sort_by_key(|x| MemberStep::ALL.iter().position(|y| y == x));
+                self.member = steps;
+            }
             NemesisKind::Kill | NemesisKind::Pause => {
                 let mut out = Vec::new();
                 for t in tokens {
@@ -978,8 +1094,35 @@ mod tests {
     fn names_and_semantics_come_from_the_table() {
         for k in NemesisKind::all() {
             assert_eq!(NemesisKind::by_name(k.name()), Some(k));
+            if k.instant() {
+                // Steps only: each is a window of its own.
+                assert!(k.info().end.is_empty() && !k.info().steps.is_empty());
+                for step in k.info().steps {
+                    assert_eq!(instant_step(step), Some(k));
+                    assert_eq!(semantics(step), (None, vec![]));
+                }
+                continue;
+            }
             assert_eq!(semantics(k.info().start).0, Some(k));
             assert!(semantics(k.info().end).1.contains(&k));
+            assert_eq!(instant_step(k.info().start), None);
+        }
+        assert_eq!(semantics(""), (None, vec![]));
+        for (f, label) in [
+            (Fault::Grow { node: "n4".into() }, "grow n4"),
+            (Fault::Shrink { node: "n2".into() }, "shrink n2"),
+            (
+                Fault::Replace {
+                    add: "n5".into(),
+                    remove: "n1".into(),
+                },
+                "replace n1 by n5",
+            ),
+        ] {
+            assert_eq!(f.label(), label);
+            assert_eq!(instant_step(f.name()), Some(NemesisKind::Member));
+            let json = serde_json::to_string(&f).expect("json");
+            assert_eq!(serde_json::from_str::<Fault>(&json).expect("back"), f);
         }
         assert_eq!(semantics("clear").1.len(), KINDS.len());
         assert_eq!(semantics("link-delay").0, Some(NemesisKind::Delay));
@@ -1076,6 +1219,9 @@ mod tests {
             Plan::parse("delay:1.5s").expect("ok").delay.latency_ms,
             1500
         );
+        let m = Plan::parse("member:replace+grow").expect("ok");
+        assert_eq!(m.member, vec![MemberStep::Grow, MemberStep::Replace]);
+        assert_eq!(Plan::parse("member").expect("ok").member.len(), 3);
         for (bad, says) in [
             ("partition:halfs", "unknown partition variant `halfs`"),
             (
@@ -1088,6 +1234,7 @@ mod tests {
             ("loss:5", "unknown loss variant"),
             ("bandwidth:fast", "unknown bandwidth variant"),
             ("kill:", "an empty parameter"),
+            ("member:grow+split", "unknown member variant `split`"),
             ("all:x", "takes no parameters"),
         ] {
             let e = Plan::parse(bad).expect_err(bad);

@@ -6,7 +6,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{DiskAction, DiskChoice, Fault, NemesisKind, Plan};
+use super::{DiskAction, DiskChoice, Fault, MemberStep, NemesisKind, Plan};
 
 /// The shape of a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,13 +98,35 @@ impl Target {
 }
 
 /// What the scheduler knows about the cluster when it decides.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct View {
-    /// Node ids, in order.
+    /// The members' ids, in order: the nodes faults may hit (spares, which
+    /// are stopped, are not among them).
     pub ids: Vec<String>,
     /// The leader as last reported by `/status`, if any.
     pub leader: Option<String>,
+    /// The voters as last seen (the member nemesis's bounds count them).
+    pub voters: Vec<String>,
+    /// Spares: nodes in the address book that are not members, stopped,
+    /// with empty data directories (the member nemesis grows from them).
+    pub spares: Vec<String>,
 }
+
+impl View {
+    /// A view of these members, all voters, with no spares.
+    pub fn of(ids: Vec<String>, leader: Option<String>) -> View {
+        View {
+            voters: ids.clone(),
+            ids,
+            leader,
+            spares: Vec::new(),
+        }
+    }
+}
+
+/// The fewest voters the member nemesis leaves: below three, one failure
+/// stops a cluster, and a shrink would test nothing but that.
+pub const MIN_VOTERS: usize = 3;
 
 /// Draws faults from the seed: each tick either ends the oldest active fault
 /// or starts the next kind of a seeded round-robin. At most three ticks pass
@@ -117,6 +139,11 @@ pub struct Scheduler {
     active: Vec<NemesisKind>,
     /// Nodes whose files a disk fault damaged (they may never start again).
     damaged: Vec<String>,
+    /// The most voters the member nemesis may reach (founders + spares).
+    max_voters: usize,
+    /// A membership change that was refused or failed: the next member
+    /// step tries it again.
+    pending: Option<Fault>,
 }
 
 impl Scheduler {
@@ -130,6 +157,24 @@ impl Scheduler {
             round: Vec::new(),
             active: Vec::new(),
             damaged: Vec::new(),
+            max_voters: 0,
+            pending: None,
+        }
+    }
+
+    /// Lets the member nemesis grow the voters up to `max` (the founders
+    /// plus the spec's spares); without it, it never grows.
+    pub fn with_max_voters(mut self, max: usize) -> Scheduler {
+        self.max_voters = max;
+        self
+    }
+
+    /// Tells the scheduler how a fault it chose ended: a membership change
+    /// that did not succeed is tried again at the next member step, never
+    /// dropped.
+    pub fn outcome(&mut self, fault: &Fault, ok: bool) {
+        if fault.changes_members() {
+            self.pending = (!ok).then(|| fault.clone());
         }
     }
 
@@ -138,7 +183,8 @@ impl Scheduler {
         &self.active
     }
 
-    /// The next fault, or `None` when no kinds were requested.
+    /// The next fault, or `None` when nothing is to be done this time (no
+    /// kinds were requested, no members, or no membership step possible).
     pub fn next(&mut self, view: &View) -> Option<Fault> {
         if self.plan.kinds.is_empty() || view.ids.is_empty() {
             return None;
@@ -149,7 +195,12 @@ impl Scheduler {
             .iter()
             .copied()
             .filter(|k| !self.active.contains(k) && !self.active.iter().any(|a| a.conflicts(*k)))
+            .filter(|k| *k != NemesisKind::Member || self.member_step(view).is_some())
             .collect();
+        if startable.is_empty() && self.active.is_empty() {
+            // Only membership steps were asked for, and none is possible.
+            return None;
+        }
         let end_one = !self.active.is_empty()
             && (self.active.len() >= 2 || startable.is_empty() || self.rng.random_bool(0.6));
         if end_one {
@@ -166,8 +217,67 @@ impl Scheduler {
                 break k;
             }
         };
+        if kind.instant() {
+            // A step, over when it is carried out: nothing stays active.
+            return self.start(kind, view);
+        }
         self.active.push(kind);
-        Some(self.start(kind, view))
+        self.start(kind, view)
+    }
+
+    /// The membership steps possible now: voters stay between
+    /// [`MIN_VOTERS`] and the most this run may have, a grow needs a spare,
+    /// and a replace needs room for one more voter while it runs.
+    fn member_steps(&self, view: &View) -> Vec<MemberStep> {
+        let v = view.voters.len();
+        let spare = !view.spares.is_empty();
+        self.plan
+            .member
+            .iter()
+            .copied()
+            .filter(|s| match s {
+                MemberStep::Grow => spare && v < self.max_voters,
+                MemberStep::Shrink => v > MIN_VOTERS,
+                MemberStep::Replace => spare && v >= MIN_VOTERS && v < self.max_voters,
+            })
+            .collect()
+    }
+
+    /// Whether a member step can happen now (a refused change to retry, or
+    /// a possible step).
+    fn member_step(&self, view: &View) -> Option<()> {
+        (self.pending.is_some() || !self.member_steps(view).is_empty()).then_some(())
+    }
+
+    /// The next membership change: the one refused last time, else a
+    /// seeded draw among the possible steps and nodes.
+    fn member(&mut self, view: &View) -> Option<Fault> {
+        if let Some(f) = self.pending.clone() {
+            return Some(f);
+        }
+        let steps = self.member_steps(view);
+        if steps.is_empty() {
+            return None;
+        }
+        let step = steps[self.rng.random_range(0..steps.len())];
+        let mut spares = view.spares.clone();
+        spares.sort();
+        let mut voters = view.voters.clone();
+        voters.sort();
+        let mut pick = |from: &[String]| from[self.rng.random_range(0..from.len())].clone();
+        Some(match step {
+            MemberStep::Grow => Fault::Grow {
+                node: pick(&spares),
+            },
+            MemberStep::Shrink => Fault::Shrink {
+                node: pick(&voters),
+            },
+            MemberStep::Replace => {
+                let add = pick(&spares);
+                let remove = pick(&voters);
+                Fault::Replace { add, remove }
+            }
+        })
     }
 
     /// The faults that end everything still active, then a final `Clear`.
@@ -177,9 +287,10 @@ impl Scheduler {
         out
     }
 
-    fn start(&mut self, kind: NemesisKind, view: &View) -> Fault {
+    fn start(&mut self, kind: NemesisKind, view: &View) -> Option<Fault> {
         let p = &self.plan;
-        match kind {
+        Some(match kind {
+            NemesisKind::Member => return self.member(view),
             NemesisKind::Partition => {
                 let shape = p.shapes[self.rng.random_range(0..p.shapes.len())];
                 let mode = p.cut;
@@ -260,7 +371,7 @@ impl Scheduler {
                     action,
                 }
             }
-        }
+        })
     }
 }
 
@@ -272,6 +383,8 @@ fn end_of(kind: NemesisKind) -> Fault {
         NemesisKind::Delay | NemesisKind::Loss | NemesisKind::Bandwidth => Fault::ClearLinks,
         NemesisKind::Clock => Fault::ClockReset,
         NemesisKind::Disk => Fault::DiskHeal,
+        // Never active (instant steps); a clear ends nothing of it.
+        NemesisKind::Member => Fault::Clear,
     }
 }
 
@@ -402,10 +515,72 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn view(n: usize) -> View {
-        View {
-            ids: (1..=n).map(|i| format!("n{i}")).collect(),
-            leader: Some("n2".into()),
+        View::of(
+            (1..=n).map(|i| format!("n{i}")).collect(),
+            Some("n2".into()),
+        )
+    }
+
+    #[test]
+    fn member_steps_keep_voters_in_bounds_and_retry_what_was_refused() {
+        let plan = Plan::parse("member,kill").expect("ok");
+        let all: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+        let mut voters: Vec<String> = all[..3].to_vec();
+        let mut s = Scheduler::new(11, plan).with_max_voters(5);
+        let mut seen = BTreeSet::new();
+        let mut sizes = BTreeSet::new();
+        let mut refused_once = false;
+        for _ in 0..200 {
+            let v = View {
+                ids: voters.clone(),
+                leader: voters.first().cloned(),
+                voters: voters.clone(),
+                spares: all
+                    .iter()
+                    .filter(|n| !voters.contains(n))
+                    .cloned()
+                    .collect(),
+            };
+            let Some(f) = s.next(&v) else { continue };
+            // Kills only ever hit members.
+            if let Fault::Kill { nodes, .. } = &f {
+                assert!(nodes.iter().all(|n| voters.contains(n)), "{nodes:?}");
+            }
+            let (add, remove) = match &f {
+                Fault::Grow { node } => (Some(node.clone()), None),
+                Fault::Shrink { node } => (None, Some(node.clone())),
+                Fault::Replace { add, remove } => (Some(add.clone()), Some(remove.clone())),
+                _ => continue,
+            };
+            seen.insert(f.name());
+            // The first change is refused: the next member step is the same.
+            if !refused_once {
+                refused_once = true;
+                s.outcome(&f, false);
+                let again = loop {
+                    if let Some(g) = s.next(&v).filter(|g| g.name() == f.name()) {
+                        break g;
+                    }
+                };
+                assert_eq!(again, f);
+            }
+            s.outcome(&f, true);
+            if let Some(a) = add {
+                assert!(!voters.contains(&a), "{a} grown twice");
+                voters.push(a);
+            }
+            if let Some(r) = remove {
+                assert!(voters.contains(&r), "{r} is no voter");
+                voters.retain(|x| *x != r);
+            }
+            assert!((3..=5).contains(&voters.len()), "{voters:?}");
+            sizes.insert(voters.len());
         }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(sizes, BTreeSet::from([3, 4, 5]));
+        // Without room to grow and at the floor, no member step comes.
+        let mut s = Scheduler::new(1, Plan::parse("member").expect("ok")).with_max_voters(3);
+        assert_eq!(s.next(&view(3)), None);
     }
 
     /// Who `a` can send to under a cut.

@@ -300,6 +300,7 @@ pub fn write_demo_run(dir: &Path, kind: DemoKind, ops: usize, seed: u64) -> Resu
                 starts,
                 ends,
                 result: "done".into(),
+                members: None,
             });
         }
     }
@@ -334,6 +335,7 @@ pub fn write_demo_run(dir: &Path, kind: DemoKind, ops: usize, seed: u64) -> Resu
             }
         ),
         nodes: 5,
+        spares: 0,
         time_limit_s: duration_s.round(),
         concurrency: workers as usize,
         concurrency_arg: "2n".into(),
@@ -408,6 +410,7 @@ pub fn write_demo_run(dir: &Path, kind: DemoKind, ops: usize, seed: u64) -> Resu
         coverage: Default::default(),
         latency: None,
         availability: None,
+        membership: None,
     })?;
     Ok(())
 }

@@ -215,6 +215,7 @@ pub fn render(p: &Page<'_>) -> String {
     }
     h.push_str("</section>");
     faults_section(&mut h, p);
+    membership_section(&mut h, p);
     node_exits_section(&mut h, p);
     coverage_section(&mut h, p);
     if !p.run.notes.is_empty() {
@@ -521,6 +522,54 @@ fn faults_section(h: &mut String, p: &Page<'_>) {
             h,
             "<div class=note>Capped: the first {MAX_WINDOW_ROWS} of {} windows are listed; results.json has all.</div>",
             p.avail.len()
+        );
+    }
+    h.push_str("</section>");
+}
+
+/// The member nemesis's steps: each with the voters it left (as the
+/// leader saw them after the change), or why it was refused.
+fn membership_section(h: &mut String, p: &Page<'_>) {
+    let Some(m) = &p.run.membership else {
+        return;
+    };
+    let _ = write!(
+        h,
+        "<section id=membership><h2>Membership</h2><p>{}.</p><p class=muted>Each step as the leader saw the configuration once it was carried out; a refused step changes nothing and is tried again at the next membership step.</p><table><tr><th class=n>start (s)</th><th class=n>took (s)</th><th>step</th><th class=n>voters</th><th>voters after</th><th>learners</th><th>leader</th></tr>",
+        esc(&m.line())
+    );
+    for st in m.steps.iter().take(MAX_WINDOW_ROWS) {
+        let secs = |ns: u64| ns as f64 / 1e9;
+        if st.ok {
+            let _ = write!(
+                h,
+                "<tr><td class=n>{:.3}</td><td class=n>{:.3}</td><td><span class=chip style=\"background:{}\"></span>{}</td><td class=n>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                secs(st.time),
+                secs(st.done.saturating_sub(st.time)),
+                super::plot::fault_colour(crate::nemesis::NemesisKind::Member),
+                esc(&st.step),
+                st.voters.len(),
+                esc(&st.voters.join(", ")),
+                esc(&st.learners.join(", ")),
+                esc(st.leader.as_deref().unwrap_or("–")),
+            );
+        } else {
+            let _ = write!(
+                h,
+                "<tr><td class=n>{:.3}</td><td class=n>{:.3}</td><td>{} (refused)</td><td colspan=4>{}</td></tr>",
+                secs(st.time),
+                secs(st.done.saturating_sub(st.time)),
+                esc(&st.step),
+                esc(&cut(&st.result)),
+            );
+        }
+    }
+    h.push_str("</table>");
+    if m.steps.len() > MAX_WINDOW_ROWS {
+        let _ = write!(
+            h,
+            "<div class=note>Capped: the first {MAX_WINDOW_ROWS} of {} steps are listed; results.json has all.</div>",
+            m.steps.len()
         );
     }
     h.push_str("</section>");

@@ -8,8 +8,8 @@ use faultline_history::{Event, EventType, Outcome, Process};
 use serde_json::Value;
 use std::path::Path;
 
-use crate::nemesis::{Fault, NemesisKind, semantics};
-use crate::store::RunDir;
+use crate::nemesis::{Fault, NemesisKind, instant_step, semantics};
+use crate::store::{MembershipRecord, RunDir};
 
 /// One client operation with the times the report needs.
 #[derive(Debug, Clone)]
@@ -81,6 +81,8 @@ pub struct RunData {
     pub windows_source: &'static str,
     /// Things the reader should know (missing files, torn lines).
     pub notes: Vec<String>,
+    /// The member nemesis's steps and the configurations they left.
+    pub membership: Option<MembershipRecord>,
 }
 
 /// Reads a run folder. `history.jsonl` is required; the rest is optional.
@@ -127,20 +129,26 @@ pub fn load(dir: &Path) -> Result<RunData> {
         .collect();
     let end_ns = events.iter().map(|e| e.time).max().unwrap_or(0);
 
+    let mut membership = None;
     let (actions, windows_source) = match run.read_nemesis()? {
-        Some(lines) => (
-            lines
-                .into_iter()
-                .map(|l| Action {
-                    time: l.time,
-                    done: l.done,
-                    label: l.fault.label(),
-                    starts: l.starts,
-                    ends: l.ends,
-                })
-                .collect(),
-            "nemesis.jsonl",
-        ),
+        Some(lines) => {
+            let founders = config["settings"]["nodes"].as_u64().unwrap_or(0) as usize;
+            membership = MembershipRecord::of(&lines, founders);
+            (
+                lines
+                    .into_iter()
+                    .map(|l| Action {
+                        time: l.time,
+                        done: l.done,
+                        label: l.fault.label(),
+                        starts: l.starts,
+                        ends: l.ends,
+                        instant: instant_step(l.fault.name()),
+                    })
+                    .collect(),
+                "nemesis.jsonl",
+            )
+        }
         None => {
             let a = actions_from_history(&events);
             notes.push(if a.is_empty() {
@@ -161,6 +169,7 @@ pub fn load(dir: &Path) -> Result<RunData> {
         end_ns,
         windows_source,
         notes,
+        membership,
     })
 }
 
@@ -172,6 +181,8 @@ struct Action {
     label: String,
     starts: Option<NemesisKind>,
     ends: Vec<NemesisKind>,
+    /// The kind of instant steps it is one of: a window by itself.
+    instant: Option<NemesisKind>,
 }
 
 fn actions_from_history(events: &[Event]) -> Vec<Action> {
@@ -193,6 +204,7 @@ fn actions_from_history(events: &[Event]) -> Vec<Action> {
                 label,
                 starts,
                 ends,
+                instant: instant_step(&e.f),
             });
         } else if let Some(i) = open.take() {
             out[i].done = e.time;
@@ -204,6 +216,14 @@ fn actions_from_history(events: &[Event]) -> Vec<Action> {
 fn windows_of(actions: &[Action]) -> Vec<FaultWindow> {
     let mut windows: Vec<FaultWindow> = Vec::new();
     for a in actions {
+        if let Some(k) = a.instant {
+            windows.push(FaultWindow {
+                kind: k,
+                label: a.label.clone(),
+                start_ns: a.time,
+                end_ns: Some(a.done),
+            });
+        }
         for k in &a.ends {
             // The oldest open window of that kind ends.
             if let Some(w) = windows
@@ -241,6 +261,7 @@ mod tests {
             starts,
             ends,
             result: "ok".into(),
+            members: None,
         };
         let lines = [
             line(
@@ -264,6 +285,7 @@ mod tests {
             ),
             line(3000, Fault::Heal, None, vec![NemesisKind::Partition]),
             line(4000, Fault::Clear, None, vec![NemesisKind::Kill]),
+            line(5000, Fault::Grow { node: "n4".into() }, None, vec![]),
         ];
         let text: String = lines
             .iter()
@@ -278,10 +300,16 @@ mod tests {
                 label: l.fault.label(),
                 starts: l.starts,
                 ends: l.ends,
+                instant: instant_step(l.fault.name()),
             })
             .collect();
         let w = windows_of(&actions);
-        assert_eq!(w.len(), 2);
+        assert_eq!(w.len(), 3);
+        // A membership step is a window of its own, closed by itself.
+        assert_eq!(
+            (w[2].kind, w[2].label.as_str(), w[2].start_ns, w[2].end_ns),
+            (NemesisKind::Member, "grow n4", 5000, Some(5100))
+        );
         assert_eq!(
             (w[0].label.as_str(), w[0].start_ns, w[0].end_ns),
             ("partition halves", 1000, Some(3100))

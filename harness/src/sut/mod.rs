@@ -19,6 +19,7 @@
 //! and stays in the [`Supervisor`](crate::supervisor::Supervisor).
 
 pub mod demux;
+pub mod membership;
 pub mod probe;
 pub mod protocol;
 pub mod spec;
@@ -156,6 +157,63 @@ pub struct Request<'a> {
 pub trait Client: Send {
     /// Makes one attempt.
     fn attempt<'a>(&'a mut self, req: Request<'a>) -> BoxFuture<'a, Attempt>;
+}
+
+/// Which nodes are members of the cluster right now; the others are
+/// spares, stopped (the member nemesis changes it). Clients send only to
+/// members, and the nemesis hits only members.
+#[derive(Debug)]
+pub struct Members(std::sync::RwLock<Vec<bool>>);
+
+impl Members {
+    /// `n` nodes of which the first `members` are members.
+    pub fn new(n: usize, members: usize) -> Members {
+        Members(std::sync::RwLock::new(
+            (0..n).map(|i| i < members).collect(),
+        ))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<bool>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes node `i` a member or a spare.
+    pub fn set(&self, i: usize, member: bool) {
+        let mut m = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(x) = m.get_mut(i) {
+            *x = member;
+        }
+    }
+
+    /// Whether node `i` is a member.
+    pub fn is_member(&self, i: usize) -> bool {
+        self.read().get(i).copied().unwrap_or(false)
+    }
+
+    /// The members' indices, in order.
+    pub fn indices(&self) -> Vec<usize> {
+        self.read()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.then_some(i))
+            .collect()
+    }
+
+    /// The `k`-th member, counting round (node 0 when none is).
+    pub fn nth(&self, k: usize) -> usize {
+        let m = self.indices();
+        if m.is_empty() { 0 } else { m[k % m.len()] }
+    }
+
+    /// The first member after node `i`, counting round (`i` when none is).
+    pub fn after(&self, i: usize) -> usize {
+        let m = self.indices();
+        m.iter()
+            .find(|j| **j > i)
+            .or_else(|| m.first())
+            .copied()
+            .unwrap_or(i)
+    }
 }
 
 /// One node as clients address it.
@@ -451,6 +509,43 @@ impl Db {
         })
     }
 
+    /// How many spare nodes the spec asks for (0 without `[membership]`).
+    pub fn spares(&self) -> usize {
+        self.spec.membership.as_ref().map_or(0, |m| m.spares)
+    }
+
+    /// What to run for spare `me` joining a running cluster whose members
+    /// are `members` (indices): `over = "members"` lists name them and
+    /// `me`, and the spec's `membership.join_args` follow every other
+    /// argument.
+    pub fn launch_joining(
+        &self,
+        names: &NodeNames,
+        me: usize,
+        members: &[usize],
+    ) -> Result<Launch, SpecError> {
+        let mut names = names.clone();
+        names.members = members.to_vec();
+        names.members.push(me);
+        names.members.sort_unstable();
+        names.members.dedup();
+        let mut launch = self.launch(&names, me)?;
+        let join = self
+            .spec
+            .membership
+            .as_ref()
+            .map(|m| m.join_args.as_slice())
+            .unwrap_or_default();
+        for (i, a) in join.iter().enumerate() {
+            launch.args.push(
+                names
+                    .render(&self.spec, me, a, &mut |_| None)
+                    .map_err(|e| self.err(&format!("membership.join_args[{i}]"), e.to_string()))?,
+            );
+        }
+        Ok(launch)
+    }
+
     /// The deliberate mistakes the system knows, from `node.bug_list`
     /// (`None` when the spec does not say).
     pub fn known_bugs(&self, names: &NodeNames) -> Result<Option<Vec<String>>> {
@@ -564,6 +659,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn members_go_round_the_members_only() {
+        let m = Members::new(5, 3);
+        assert_eq!(m.indices(), [0, 1, 2]);
+        assert_eq!((m.after(2), m.after(0), m.nth(4)), (0, 1, 1));
+        m.set(3, true);
+        m.set(1, false);
+        assert_eq!(m.indices(), [0, 2, 3]);
+        assert_eq!((m.after(0), m.after(3), m.after(4)), (2, 0, 0));
+        assert!(m.is_member(3) && !m.is_member(1) && !m.is_member(9));
+        let none = Members::new(2, 0);
+        assert_eq!((none.nth(3), none.after(1)), (0, 1));
+    }
+
+    #[test]
     fn every_built_in_spec_is_valid() {
         for (name, _) in BUILT_IN {
             let db = Db::resolve(name).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -599,6 +708,7 @@ mod tests {
             ],
             dial: [("peer".to_string(), vec![vec![11, 21], vec![22, 12]])].into(),
             data_dirs: vec!["/d/n1".into(), "/d/n2".into()],
+            members: vec![0, 1],
             faultline: PathBuf::from("/fl"),
             spec_dir: PathBuf::from("."),
         };
@@ -607,8 +717,8 @@ mod tests {
         assert_eq!(
             l.args.join(" "),
             "node --id n1 --data-dir /d/n1 --client-addr 127.0.0.1:1 --peer-addr 127.0.0.1:11 \
-             --peer n2=127.0.0.1:21 --peer-client n2=http://127.0.0.1:2 --bug skip-dedup \
-             --heartbeat-ms=20"
+             --peer n2=127.0.0.1:21 --peer-client n2=http://127.0.0.1:2 --voters n1,n2 \
+             --bug skip-dedup --heartbeat-ms=20"
         );
         let l = db.launch(&names, 1).expect("launch");
         assert!(
@@ -648,6 +758,7 @@ mod tests {
             ]
             .into(),
             data_dirs: vec!["/d/n1".into(), "/d/n2".into()],
+            members: vec![0, 1],
             faultline: PathBuf::from("/fl"),
             spec_dir: PathBuf::from("."),
         };

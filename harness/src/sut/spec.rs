@@ -54,7 +54,41 @@ pub struct SystemSpec {
     /// How the disk nemesis treats the node's files.
     #[serde(default)]
     pub disk: DiskSpec,
+    /// Spare nodes and how they join, for the member nemesis (without it,
+    /// the member nemesis is refused).
+    #[serde(default)]
+    pub membership: Option<MembershipSpec>,
 }
+
+/// Spare nodes for the member nemesis: in every node's address book from
+/// the start (`{each.*}` lists over all nodes, a proxy on every directed
+/// link), not started until the nemesis grows the cluster.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipSpec {
+    /// How many nodes the cluster has beyond `--nodes` (default 2: from 3
+    /// voters to 5). The member nemesis grows to at most `--nodes` + spares.
+    #[serde(default = "default_spares")]
+    pub spares: usize,
+    /// Arguments appended to a spare's command when it starts to join a
+    /// running cluster, as templates (`--join`; etcd's
+    /// `--initial-cluster-state existing`).
+    #[serde(default)]
+    pub join_args: Vec<String>,
+    /// The URL the members reach a joining node at, for systems whose add
+    /// request names it (etcd's peer URL), as an `each` item over the node
+    /// itself: `{peer.addr.P}` is what the others dial to reach it.
+    #[serde(default)]
+    pub peer_url: Option<String>,
+}
+
+/// Spares when a spec does not say: enough to go from 3 voters to 5.
+fn default_spares() -> usize {
+    2
+}
+
+/// The most spares a spec may ask for.
+pub const MAX_SPARES: usize = 10;
 
 /// How the disk nemesis treats a node's files.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -175,6 +209,11 @@ pub enum Over {
     /// others dial to reach it: what a node advertises).
     #[serde(rename = "self")]
     Itself,
+    /// The members when the node starts: the founders at first (`--nodes`),
+    /// and for a spare that joins later, the members then and itself (for
+    /// systems told their initial voters: `--voters`, etcd's
+    /// `--initial-cluster`). Without spares, every node.
+    Members,
 }
 
 /// On one peer port, the dialler writes its own address into the first
@@ -402,6 +441,17 @@ impl SystemSpec {
                 return Err(err(&format!("{field}.text"), "must not be empty".into()));
             }
         }
+        if let Some(m) = &self.membership {
+            if !(1..=MAX_SPARES).contains(&m.spares) {
+                return Err(err(
+                    "membership.spares",
+                    format!("{}: allowed 1 to {MAX_SPARES}", m.spares),
+                ));
+            }
+            if let Err(why) = super::membership::supports(&self.client.protocol, m) {
+                return Err(err("membership", why));
+            }
+        }
         self.ready.check(file, "ready")?;
         if let Some(l) = &self.leader {
             let given = [l.http.is_some(), l.command.is_some(), l.via_client]
@@ -511,6 +561,16 @@ impl SystemSpec {
         }
         for (i, t) in self.node.bug_list.iter().enumerate() {
             node(format!("node.bug_list[{i}]"), t, false)?;
+        }
+        if let Some(m) = &self.membership {
+            for (i, t) in m.join_args.iter().enumerate() {
+                node(format!("membership.join_args[{i}]"), t, false)?;
+            }
+            if let Some(t) = &m.peer_url {
+                let mut look = |n: &str| names.peer_value(self, 0, 0, n);
+                template::render(t, &mut look)
+                    .map_err(|e| fail("membership.peer_url".into(), e))?;
+            }
         }
         for (name, each) in &self.each {
             let mut items: Vec<(String, &String)> = each
@@ -664,6 +724,9 @@ pub struct NodeNames {
     pub dial: BTreeMap<String, Vec<Vec<u16>>>,
     /// Data directories.
     pub data_dirs: Vec<PathBuf>,
+    /// The members an `over = "members"` list covers (indices into `ids`):
+    /// the founders, or for a joining spare the members then and itself.
+    pub members: Vec<usize>,
     /// The faultline executable.
     pub faultline: PathBuf,
     /// The spec's folder.
@@ -721,6 +784,7 @@ impl NodeNames {
             ports,
             dial,
             data_dirs: (1..=n).map(|i| PathBuf::from(format!("/d/n{i}"))).collect(),
+            members: (0..n).collect(),
             faultline: PathBuf::from("/faultline"),
             spec_dir: PathBuf::from("/spec"),
         }
@@ -795,6 +859,7 @@ impl NodeNames {
                 Over::All => true,
                 Over::Others => *j != me,
                 Over::Itself => *j == me,
+                Over::Members => self.members.contains(j),
             })
             .collect();
         let mut out = Vec::new();
@@ -955,6 +1020,109 @@ protocol = "faultline-http"
             assert!(msg.contains(says), "expected {says:?} in {msg:?}");
             assert!(msg.starts_with("toy.toml: "), "{msg}");
         }
+    }
+
+    #[test]
+    fn membership_sections_are_checked_field_by_field() {
+        let with = |section: &str| MINIMAL.replace("[ready]", &format!("{section}\n[ready]"));
+        // The section's defaults: two spares, nothing appended.
+        let spec = SystemSpec::parse("toy.toml", &with("[membership]")).expect("valid");
+        let m = spec.membership.as_ref().expect("membership");
+        assert_eq!((m.spares, m.join_args.len()), (2, 0));
+        assert!(
+            SystemSpec::parse("toy.toml", MINIMAL)
+                .expect("valid")
+                .membership
+                .is_none()
+        );
+        let cases = [
+            (
+                with("[membership]\nspares = 0"),
+                "toy.toml: membership.spares: 0: allowed 1 to 10",
+            ),
+            (
+                with("[membership]\nspares = 11"),
+                "toy.toml: membership.spares: 11: allowed 1 to 10",
+            ),
+            (with("[membership]\nspares = -1"), "toy.toml: line "),
+            (with("[membership]\nspare = 2"), "unknown field `spare`"),
+            (
+                with("[membership]\njoin_args = [\"--join\", \"{joiner}\"]"),
+                "toy.toml: membership.join_args[1]: unknown placeholder {joiner}",
+            ),
+            (
+                with("[membership]\njoin_args = \"--join\""),
+                "invalid type: string \"--join\", expected a sequence",
+            ),
+            (
+                with("[membership]\npeer_url = \"http://{peer.adr.peer}\""),
+                "toy.toml: membership.peer_url: unknown placeholder {peer.adr.peer}",
+            ),
+            (
+                with("[membership]").replace("\"faultline-http\"", "\"etcd\""),
+                "toy.toml: membership: etcd's member add names the new member's peer URL",
+            ),
+            (
+                with("[membership]").replace(
+                    "protocol = \"faultline-http\"",
+                    "protocol = \"program\"\ncommand = [\"/bin/client\"]",
+                ),
+                "toy.toml: membership: client protocol \"program\" has no membership driver",
+            ),
+            (
+                with("[each.voters]\nover = \"founders\"\ntext = \"{peer.id}\""),
+                "unknown variant `founders`",
+            ),
+        ];
+        for (text, says) in cases {
+            let e = SystemSpec::parse("toy.toml", &text).expect_err(says);
+            let msg = e.to_string();
+            assert!(msg.contains(says), "expected {says:?} in {msg:?}");
+            assert!(msg.starts_with("toy.toml: "), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_members_list_names_the_founders_then_the_members_a_spare_joins() {
+        let text = MINIMAL.replace(
+            "[ready]",
+            "[each.voters]\nover = \"members\"\ntext = \"{peer.id}\"\n[membership]\nspares = 2\n\
+             join_args = [\"--join\", \"--as={id}\"]\n[ready]",
+        );
+        let spec = SystemSpec::parse("toy.toml", &text).expect("valid");
+        let mut names = NodeNames::dummy(&spec, 5);
+        names.members = vec![0, 1, 2];
+        let voters = spec.each.get("voters").expect("voters");
+        assert_eq!(names.each_items(&spec, 0, voters), ["n1", "n2", "n3"]);
+        // Every address book still holds all five.
+        let peers = spec.each.get("peers").expect("peers");
+        assert_eq!(names.each_items(&spec, 0, peers).len(), 8);
+        let db = crate::sut::Db {
+            spec: spec.clone(),
+            source: crate::sut::SpecSource::File("toy.toml".into()),
+            spec_dir: ".".into(),
+            program: Some("/bin/true".into()),
+            extra_args: vec!["--extra".into()],
+            bugs: vec![],
+            node_bugs: Default::default(),
+        };
+        let l = db.launch_joining(&names, 4, &[1, 2, 3]).expect("joins");
+        let args = l.args.join(" ");
+        assert!(
+            args.ends_with(
+                "--cluster n1=http://127.0.0.1:30040,n2=http://127.0.0.1:30041,\
+                            n3=http://127.0.0.1:30042,n4=http://127.0.0.1:30043,\
+                            n5=http://127.0.0.1:20041 --extra --join --as=n5"
+            ),
+            "{args}"
+        );
+        let voters_of_joiner = {
+            let mut n = names.clone();
+            n.members = vec![1, 2, 3, 4];
+            n.each_items(&spec, 4, voters)
+        };
+        assert_eq!(voters_of_joiner, ["n2", "n3", "n4", "n5"]);
+        assert_eq!(db.spares(), 2);
     }
 
     #[test]

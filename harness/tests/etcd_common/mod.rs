@@ -45,6 +45,7 @@ pub async fn round_trips_and_minority_writes_never_ok(
     let tracker = TaskTracker::new();
     let cfg = ClusterConfig {
         nodes: 3,
+        spares: 0,
         client_links: false,
         read_mode: ReadMode::Linearizable,
         seed: 1,
