@@ -23,7 +23,7 @@ use crate::supervisor::{NodeSpec, ProcState, Supervisor};
 use crate::sut::membership::{self, ChangeOp, MemberError, MemberView, Membership};
 use crate::sut::protocol::{self, ProtocolEnv};
 use crate::sut::{
-    Db, Endpoint, Members, NodeNames, Protocol, ReadMode, Routing, Status, demux, probe,
+    BoxFuture, Db, Endpoint, Members, NodeNames, Protocol, ReadMode, Routing, Status, demux, probe,
 };
 
 /// How long a peer link's proxy keeps trying a node that refuses
@@ -114,6 +114,9 @@ pub struct Cluster {
 /// How long a grown node may take to catch up with the leader's log
 /// before its promotion is given up (and retried at the next step).
 pub const CATCH_UP_WITHIN: Duration = Duration::from_secs(10);
+/// How long a member step's split holds: long enough for the far side to
+/// elect a leader and take writes (a few election timeouts).
+const SPLIT_FOR: Duration = Duration::from_millis(2500);
 
 impl Drop for Cluster {
     fn drop(&mut self) {
@@ -766,12 +769,16 @@ impl Cluster {
             );
         };
         let result = match fault {
-            Fault::Grow { node } => self.grow(driver, node).await,
+            Fault::Grow { node, split } => self.grow(driver, node, None, *split).await,
             Fault::Shrink { node } => self.shrink(driver, node).await,
-            Fault::Replace { add, remove } => match self.grow(driver, add).await {
-                Ok(_) => self.shrink(driver, remove).await,
-                Err(e) => Err(e),
-            },
+            // In one joint change where the system offers it (two voters
+            // change at once), else a promotion and then a removal.
+            Fault::Replace { add, remove, split } => {
+                match self.grow(driver, add, Some(remove), *split).await {
+                    Ok(_) => self.shrink(driver, remove).await,
+                    Err(e) => Err(e),
+                }
+            }
             other => Err(anyhow::anyhow!("{} is no membership change", other.label())),
         };
         match result {
@@ -852,9 +859,21 @@ impl Cluster {
     }
 
     /// Grows the cluster by spare `id`: a fresh data directory, added as a
-    /// learner, started to join, promoted once it has caught up.
-    async fn grow(&self, driver: &dyn Membership, id: &str) -> Result<MemberView> {
+    /// learner, started to join, promoted once it has caught up — with
+    /// `replacing`, in the same change that removes that voter, where the
+    /// system offers it (the caller then stops the removed node).
+    async fn grow(
+        &self,
+        driver: &dyn Membership,
+        id: &str,
+        replacing: Option<&str>,
+        split: bool,
+    ) -> Result<MemberView> {
         let j = self.index_of(id)?;
+        let replacing = match replacing {
+            Some(r) => Some(self.index_of(r)?),
+            None => None,
+        };
         let (_, view) = self.leader_view(driver).await?;
         if view.votes(id) {
             self.members.set(j, true);
@@ -900,16 +919,32 @@ impl Cluster {
                         v.voters.join(",")
                     )
                 }
-                Ok((l, _)) => match driver.caught_up(l, j).await {
-                    Ok(true) => match driver.change(l, ChangeOp::Promote, j).await {
-                        Ok(v) => return Ok(v),
-                        // Not caught up after all, or another change in
-                        // flight: ask again until the deadline.
-                        Err(e @ (MemberError::Refused { .. } | MemberError::NotLeader { .. })) => {
-                            last = format!("promote: {e}");
+                Ok((l, v)) => match driver.caught_up(l, j).await {
+                    Ok(true) => {
+                        let both = replacing
+                            .filter(|&r| v.votes(&self.names.ids[r]))
+                            .and_then(|r| driver.replace(l, j, r));
+                        let asked = match both {
+                            Some(both) => both,
+                            None => driver.change(l, ChangeOp::Promote, j),
+                        };
+                        let asked = if split {
+                            self.split_while(&[l, j], asked).await
+                        } else {
+                            asked.await
+                        };
+                        match asked {
+                            Ok(v) => return Ok(v),
+                            // Not caught up after all, or another change in
+                            // flight: ask again until the deadline.
+                            Err(
+                                e @ (MemberError::Refused { .. } | MemberError::NotLeader { .. }),
+                            ) => {
+                                last = format!("promote: {e}");
+                            }
+                            Err(e) => return Err(anyhow::Error::new(e).context("promote")),
                         }
-                        Err(e) => return Err(anyhow::Error::new(e).context("promote")),
-                    },
+                    }
                     Ok(false) => last = format!("{id} has not caught up"),
                     Err(e) => last = e.to_string(),
                 },
@@ -922,6 +957,49 @@ impl Cluster {
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Awaits `asked` with the peer links between `side` and every other
+    /// node cut (blackhole) for [`SPLIT_FOR`], then restores them: only the
+    /// links this cut added, so another partition's stay.
+    async fn split_while<T>(&self, side: &[usize], asked: BoxFuture<'_, T>) -> T {
+        let n = self.names.ids.len();
+        let mut added = Vec::new();
+        self.with_net(|net| {
+            for a in side.iter().copied() {
+                for b in (0..n).filter(|b| !side.contains(b)) {
+                    for pair in [(a, b), (b, a)] {
+                        if !net.cut.contains_key(&pair) {
+                            net.cut.insert(pair, CutMode::Blackhole);
+                            added.push(pair);
+                        }
+                    }
+                }
+            }
+        });
+        // The split holds its whole time even when the change is answered
+        // early: a system that completed a change it could not have (no
+        // majority of the old voters here) has a second leader on the far
+        // side only after an election timeout, and both take writes.
+        let mut asked = asked;
+        let hold = tokio::time::sleep(SPLIT_FOR);
+        tokio::pin!(hold);
+        let out = tokio::select! {
+            out = &mut asked => Some(out),
+            () = &mut hold => None,
+        };
+        if out.is_some() {
+            hold.await;
+        }
+        self.with_net(|net| {
+            for pair in &added {
+                net.cut.remove(pair);
+            }
+        });
+        match out {
+            Some(out) => out,
+            None => asked.await,
         }
     }
 

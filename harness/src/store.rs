@@ -665,14 +665,27 @@ mod tests {
         let lines = [
             line(
                 1,
-                Fault::Grow { node: "n4".into() },
+                Fault::Grow {
+                    node: "n4".into(),
+                    split: false,
+                },
                 Some(view(&["n1", "n2", "n3", "n4"])),
             ),
             line(2, Fault::Heal, None),
-            line(3, Fault::Grow { node: "n5".into() }, None),
+            line(
+                3,
+                Fault::Grow {
+                    node: "n5".into(),
+                    split: false,
+                },
+                None,
+            ),
             line(
                 4,
-                Fault::Grow { node: "n5".into() },
+                Fault::Grow {
+                    node: "n5".into(),
+                    split: false,
+                },
                 Some(view(&["n1", "n2", "n3", "n4", "n5"])),
             ),
             line(
@@ -680,6 +693,7 @@ mod tests {
                 Fault::Replace {
                     add: "n2".into(),
                     remove: "n3".into(),
+                    split: false,
                 },
                 Some(view(&["n1", "n2", "n4", "n5"])),
             ),

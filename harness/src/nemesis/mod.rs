@@ -558,6 +558,10 @@ pub enum Fault {
     Grow {
         /// The spare.
         node: String,
+        /// Ask for the change of voters with the network split along it
+        /// (see [`Fault::Replace::split`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        split: bool,
     },
     /// Remove a voter, then stop it and wipe its data directory: a spare
     /// again.
@@ -565,12 +569,21 @@ pub enum Fault {
         /// The voter.
         node: String,
     },
-    /// Grow by `add`, then shrink by `remove`.
+    /// Grow by `add`, then shrink by `remove` (in one joint change where
+    /// the system offers it).
     Replace {
         /// The spare that joins.
         add: String,
         /// The voter that leaves.
         remove: String,
+        /// Ask for the change of voters with the network split along it:
+        /// the leader and the joining node on one side, every other member
+        /// on the other, for a moment (then healed). A correct system
+        /// cannot complete the change there (the old voters' majority is on
+        /// the far side) and elects a leader on the far side; one whose old
+        /// and new majorities need not overlap ends up with two.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        split: bool,
     },
     /// Everything healthy: heal, restart, resume, clear links.
     Clear,
@@ -648,8 +661,19 @@ impl Fault {
             Fault::Disk { nodes, action, .. } => {
                 format!("disk {} {}", action.name(), nodes.join(","))
             }
-            Fault::Grow { node } | Fault::Shrink { node } => format!("{} {node}", self.name()),
-            Fault::Replace { add, remove } => format!("{} {remove} by {add}", self.name()),
+            Fault::Grow { node, split } => {
+                format!(
+                    "{} {node}{}",
+                    self.name(),
+                    if *split { " (split)" } else { "" }
+                )
+            }
+            Fault::Shrink { node } => format!("{} {node}", self.name()),
+            Fault::Replace { add, remove, split } => format!(
+                "{} {remove} by {add}{}",
+                self.name(),
+                if *split { " (split)" } else { "" }
+            ),
             other => other.name().to_string(),
         }
     }
@@ -1109,12 +1133,19 @@ mod tests {
         }
         assert_eq!(semantics(""), (None, vec![]));
         for (f, label) in [
-            (Fault::Grow { node: "n4".into() }, "grow n4"),
+            (
+                Fault::Grow {
+                    node: "n4".into(),
+                    split: false,
+                },
+                "grow n4",
+            ),
             (Fault::Shrink { node: "n2".into() }, "shrink n2"),
             (
                 Fault::Replace {
                     add: "n5".into(),
                     remove: "n1".into(),
+                    split: false,
                 },
                 "replace n1 by n5",
             ),

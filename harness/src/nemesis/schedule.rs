@@ -171,10 +171,17 @@ impl Scheduler {
 
     /// Tells the scheduler how a fault it chose ended: a membership change
     /// that did not succeed is tried again at the next member step, never
-    /// dropped.
+    /// dropped — without its split (a correct system cannot complete a
+    /// change while split, so a split retry would fail forever).
     pub fn outcome(&mut self, fault: &Fault, ok: bool) {
         if fault.changes_members() {
-            self.pending = (!ok).then(|| fault.clone());
+            self.pending = (!ok).then(|| {
+                let mut retry = fault.clone();
+                if let Fault::Grow { split, .. } | Fault::Replace { split, .. } = &mut retry {
+                    *split = false;
+                }
+                retry
+            });
         }
     }
 
@@ -264,10 +271,15 @@ impl Scheduler {
         spares.sort();
         let mut voters = view.voters.clone();
         voters.sort();
+        // Most changes of voters are asked with the network split along
+        // them: where membership changes break, it is in the window while
+        // the new configuration has reached some nodes and not others.
+        let split = self.rng.random_bool(0.75);
         let mut pick = |from: &[String]| from[self.rng.random_range(0..from.len())].clone();
         Some(match step {
             MemberStep::Grow => Fault::Grow {
                 node: pick(&spares),
+                split,
             },
             MemberStep::Shrink => Fault::Shrink {
                 node: pick(&voters),
@@ -275,7 +287,7 @@ impl Scheduler {
             MemberStep::Replace => {
                 let add = pick(&spares);
                 let remove = pick(&voters);
-                Fault::Replace { add, remove }
+                Fault::Replace { add, remove, split }
             }
         })
     }
@@ -547,9 +559,9 @@ mod tests {
                 assert!(nodes.iter().all(|n| voters.contains(n)), "{nodes:?}");
             }
             let (add, remove) = match &f {
-                Fault::Grow { node } => (Some(node.clone()), None),
+                Fault::Grow { node, .. } => (Some(node.clone()), None),
                 Fault::Shrink { node } => (None, Some(node.clone())),
-                Fault::Replace { add, remove } => (Some(add.clone()), Some(remove.clone())),
+                Fault::Replace { add, remove, .. } => (Some(add.clone()), Some(remove.clone())),
                 _ => continue,
             };
             seen.insert(f.name());
@@ -562,7 +574,12 @@ mod tests {
                         break g;
                     }
                 };
-                assert_eq!(again, f);
+                // Retried as it was, without its split.
+                let mut unsplit = f.clone();
+                if let Fault::Grow { split, .. } | Fault::Replace { split, .. } = &mut unsplit {
+                    *split = false;
+                }
+                assert_eq!(again, unsplit);
             }
             s.outcome(&f, true);
             if let Some(a) = add {

@@ -285,7 +285,15 @@ mod tests {
             ),
             line(3000, Fault::Heal, None, vec![NemesisKind::Partition]),
             line(4000, Fault::Clear, None, vec![NemesisKind::Kill]),
-            line(5000, Fault::Grow { node: "n4".into() }, None, vec![]),
+            line(
+                5000,
+                Fault::Grow {
+                    node: "n4".into(),
+                    split: false,
+                },
+                None,
+                vec![],
+            ),
         ];
         let text: String = lines
             .iter()

@@ -142,6 +142,18 @@ pub trait Membership: Send + Sync {
     ) -> BoxFuture<'a, Result<bool, MemberError>> {
         Box::pin(async { Ok(true) })
     }
+    /// Promotes learner `node` and removes voter `remove` in one change (a
+    /// change of two voters at once), where the system offers it; `None`
+    /// where it does not (then a replacement is a promotion, then a
+    /// removal).
+    fn replace<'a>(
+        &'a self,
+        _leader: usize,
+        _node: usize,
+        _remove: usize,
+    ) -> Option<BoxFuture<'a, Result<MemberView, MemberError>>> {
+        None
+    }
 }
 
 /// Whether a spec's `[membership]` can work with its client protocol:
@@ -301,6 +313,26 @@ impl FaultlineAdmin {
     }
 }
 
+impl FaultlineAdmin {
+    /// One `POST /admin/members` to `leader`.
+    async fn admin(&self, leader: usize, body: Value) -> Result<MemberView, MemberError> {
+        let id = &self.ids[leader];
+        let resp = self
+            .http
+            .post(format!("{}/admin/members", self.urls[leader]))
+            .timeout(CHANGE_WITHIN)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport(&e, id))?;
+        let status = resp.status().as_u16();
+        let body = resp.json::<Value>().await.map_err(|e| {
+            MemberError::Indeterminate(format!("{id}: unreadable ({status}): {}", error_chain(&e)))
+        })?;
+        classify_admin(status, &body)
+    }
+}
+
 impl Membership for FaultlineAdmin {
     fn members<'a>(&'a self, node: usize) -> BoxFuture<'a, Result<MemberView, MemberError>> {
         Box::pin(async move {
@@ -329,25 +361,17 @@ impl Membership for FaultlineAdmin {
         op: ChangeOp,
         node: usize,
     ) -> BoxFuture<'a, Result<MemberView, MemberError>> {
-        Box::pin(async move {
-            let id = &self.ids[leader];
-            let resp = self
-                .http
-                .post(format!("{}/admin/members", self.urls[leader]))
-                .timeout(CHANGE_WITHIN)
-                .json(&json!({"op": op.name(), "node": self.ids[node]}))
-                .send()
-                .await
-                .map_err(|e| transport(&e, id))?;
-            let status = resp.status().as_u16();
-            let body = resp.json::<Value>().await.map_err(|e| {
-                MemberError::Indeterminate(format!(
-                    "{id}: unreadable ({status}): {}",
-                    error_chain(&e)
-                ))
-            })?;
-            classify_admin(status, &body)
-        })
+        Box::pin(self.admin(leader, json!({"op": op.name(), "node": self.ids[node]})))
+    }
+
+    fn replace<'a>(
+        &'a self,
+        leader: usize,
+        node: usize,
+        remove: usize,
+    ) -> Option<BoxFuture<'a, Result<MemberView, MemberError>>> {
+        let body = json!({"op": "replace", "node": self.ids[node], "remove": self.ids[remove]});
+        Some(Box::pin(self.admin(leader, body)))
     }
 
     /// The learner has applied everything the leader had committed when
