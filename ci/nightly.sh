@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-#: ci/nightly.sh — the nightly matrix. Four sets of runs:
+#: ci/nightly.sh — the nightly matrix. Five sets of runs:
 #:   tuned    the correct node must be valid and each deliberate mistake
 #:            caught by the workload and schedule chosen to expose it;
 #:   untuned  each mistake under a default run (`faultline run --node-bug M
@@ -7,12 +7,15 @@
 #:            detection rate a user gets without knowing the bug;
 #:   default  the correct node under default runs of every workload
 #:            (exploration on): must always be valid;
-#:   etcd     etcd under default runs of every workload: must be valid.
+#:   etcd     etcd under default runs of every workload: must be valid;
+#:   member   the member nemesis beside partitions and kills: the correct
+#:            node and etcd must be valid, single-step-change caught
+#:            (config-on-commit runs as a known gap).
 #: Writes runs.tsv, junit.xml, summary.md and the run folders of unexpected
 #: verdicts to --out; exits 1 on any unexpected verdict.
 #:
 #: Usage: ci/nightly.sh [--budget MINUTES] [--quick] [--seeds N]
-#:                      [--sets tuned,untuned,default,etcd] [--shard K/N] [--out DIR]
+#:                      [--sets tuned,untuned,default,etcd,member] [--shard K/N] [--out DIR]
 #:        ci/nightly.sh --merge OUT SHARD_DIR...
 #:   --budget MINUTES  stop starting runs once this is spent (default 30)
 #:   --quick           a small matrix for CI (about 3 minutes; no etcd)
@@ -31,7 +34,7 @@ budget_min=30
 quick=0
 seeds=""
 out="nightly-out"
-sets="tuned,untuned,default,etcd"
+sets="tuned,untuned,default,etcd,member"
 shard_k=1
 shard_n=1
 merge=()
@@ -200,6 +203,7 @@ if [[ $quick == 1 ]]; then
     workloads=(register append)
     default_seeds=1
     sets=${sets//etcd/}
+    sets=${sets//member/}
 fi
 
 # The runs, one per line: expected|suite|name|workload|flags. Seeds
@@ -245,6 +249,22 @@ if want etcd && command -v etcd >/dev/null 2>&1; then
     done
 elif want etcd; then
     echo "nightly.sh: etcd is not on PATH: the etcd set is skipped" >&2
+fi
+
+if want member; then
+    # Membership moves between 3 and 5 voters while partitions and kills go
+    # on; three in four changes of voters are asked with the network split
+    # along them (README, "Membership changes").
+    member=(--nemesis member,partition,kill --nodes 3 --time-limit 30)
+    for (( seed = 1; seed <= seeds; seed++ )); do
+        runs+=("valid|member|register-s$seed|register|${member[*]} --seed $seed")
+        runs+=("invalid|member/single-step-change|register-s$seed|register|${member[*]} --node-bug single-step-change --seed $seed")
+        if (( seed <= gap_seeds )); then
+            runs+=("gap|member/config-on-commit|register-s$seed|register|${member[*]} --node-bug config-on-commit --seed $seed")
+            command -v etcd >/dev/null 2>&1 &&
+                runs+=("valid|member/etcd|register-s$seed|register|--db etcd --nemesis member --seed $seed")
+        fi
+    done
 fi
 
 # This shard's slice: every N-th run from the K-th.
