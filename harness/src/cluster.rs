@@ -970,8 +970,8 @@ impl Cluster {
             for a in side.iter().copied() {
                 for b in (0..n).filter(|b| !side.contains(b)) {
                     for pair in [(a, b), (b, a)] {
-                        if !net.cut.contains_key(&pair) {
-                            net.cut.insert(pair, CutMode::Blackhole);
+                        if let std::collections::btree_map::Entry::Vacant(e) = net.cut.entry(pair) {
+                            e.insert(CutMode::Blackhole);
                             added.push(pair);
                         }
                     }
