@@ -316,21 +316,32 @@ impl FaultlineAdmin {
 impl FaultlineAdmin {
     /// One `POST /admin/members` to `leader`.
     async fn admin(&self, leader: usize, body: Value) -> Result<MemberView, MemberError> {
-        let id = &self.ids[leader];
-        let resp = self
-            .http
-            .post(format!("{}/admin/members", self.urls[leader]))
-            .timeout(CHANGE_WITHIN)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| transport(&e, id))?;
-        let status = resp.status().as_u16();
-        let body = resp.json::<Value>().await.map_err(|e| {
-            MemberError::Indeterminate(format!("{id}: unreadable ({status}): {}", error_chain(&e)))
-        })?;
+        let url = format!("{}/admin/members", self.urls[leader]);
+        let (status, body) = post_json(&self.http, &url, &self.ids[leader], body).await?;
         classify_admin(status, &body)
     }
+}
+
+/// One membership request: POSTs `body` to `url` (node `id`) and reads the
+/// answer's status and JSON body.
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    id: &str,
+    body: Value,
+) -> Result<(u16, Value), MemberError> {
+    let resp = http
+        .post(url)
+        .timeout(CHANGE_WITHIN)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| transport(&e, id))?;
+    let status = resp.status().as_u16();
+    let v = resp.json::<Value>().await.map_err(|e| {
+        MemberError::Indeterminate(format!("{id}: unreadable ({status}): {}", error_chain(&e)))
+    })?;
+    Ok((status, v))
 }
 
 impl Membership for FaultlineAdmin {
@@ -450,19 +461,8 @@ pub fn classify_etcd(status: u16, body: &Value) -> MemberError {
 
 impl EtcdMembers {
     async fn post(&self, node: usize, path: &str, body: Value) -> Result<Value, MemberError> {
-        let id = &self.ids[node];
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.urls[node]))
-            .timeout(CHANGE_WITHIN)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| transport(&e, id))?;
-        let status = resp.status().as_u16();
-        let v = resp.json::<Value>().await.map_err(|e| {
-            MemberError::Indeterminate(format!("{id}: unreadable ({status}): {}", error_chain(&e)))
-        })?;
+        let url = format!("{}{path}", self.urls[node]);
+        let (status, v) = post_json(&self.http, &url, &self.ids[node], body).await?;
         if status == 200 && v.get("error").is_none() {
             Ok(v)
         } else {
