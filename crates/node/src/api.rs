@@ -31,6 +31,18 @@ use crate::config::NodeConfig;
 use crate::driver::{Answer, Consistency, Event};
 use crate::kv::{Command, Op, Outcome};
 
+/// The ops of `POST /admin/members`, as clients spell them.
+pub mod admin_op {
+    /// Add a node as a learner.
+    pub const ADD_LEARNER: &str = "add-learner";
+    /// Make a caught-up learner a voter.
+    pub const PROMOTE: &str = "promote";
+    /// Remove a voter or learner.
+    pub const REMOVE: &str = "remove";
+    /// Promote a learner and remove a voter in one joint change.
+    pub const REPLACE: &str = "replace";
+}
+
 /// Longest key, in bytes.
 pub const MAX_KEY: usize = 1024;
 /// Longest value (as JSON text), in bytes.
@@ -480,17 +492,17 @@ async fn post_members(State(st): Shared, body: Result<Bytes, BytesRejection>) ->
         Ok(i) => i,
         Err(r) => return r,
     };
-    if b.remove.is_some() && b.op != "replace" {
+    if b.remove.is_some() && b.op != admin_op::REPLACE {
         return bad(format!(
             "\"remove\" belongs to op \"replace\" only, not {:?}",
             b.op
         ));
     }
     let change = match b.op.as_str() {
-        "add-learner" => C::AddLearner(node),
-        "promote" => C::Promote(node),
-        "remove" => C::Remove(node),
-        "replace" => {
+        admin_op::ADD_LEARNER => C::AddLearner(node),
+        admin_op::PROMOTE => C::Promote(node),
+        admin_op::REMOVE => C::Remove(node),
+        admin_op::REPLACE => {
             let Some(r) = &b.remove else {
                 return bad("op \"replace\" needs \"remove\": the voter to remove");
             };

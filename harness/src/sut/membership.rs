@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use faultline_node::api::admin_op;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -83,9 +84,9 @@ impl ChangeOp {
     /// Its name in faultline-node's admin API.
     pub fn name(self) -> &'static str {
         match self {
-            ChangeOp::AddLearner => "add-learner",
-            ChangeOp::Promote => "promote",
-            ChangeOp::Remove => "remove",
+            ChangeOp::AddLearner => admin_op::ADD_LEARNER,
+            ChangeOp::Promote => admin_op::PROMOTE,
+            ChangeOp::Remove => admin_op::REMOVE,
         }
     }
 }
@@ -381,7 +382,8 @@ impl Membership for FaultlineAdmin {
         node: usize,
         remove: usize,
     ) -> Option<BoxFuture<'a, Result<MemberView, MemberError>>> {
-        let body = json!({"op": "replace", "node": self.ids[node], "remove": self.ids[remove]});
+        let body =
+            json!({"op": admin_op::REPLACE, "node": self.ids[node], "remove": self.ids[remove]});
         Some(Box::pin(self.admin(leader, body)))
     }
 
