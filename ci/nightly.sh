@@ -64,7 +64,7 @@ fi
 [[ -n "$seeds" ]] || seeds=10
 [[ "$seeds" =~ ^[1-9][0-9]*$ ]] || { echo "nightly.sh: --seeds $seeds: expected a positive number" >&2; exit 4; }
 for set in ${sets//,/ }; do
-    case "$set" in tuned|untuned|default|etcd) ;; *) echo "nightly.sh: --sets: unknown set $set (tuned, untuned, default, etcd)" >&2; exit 4 ;; esac
+    case "$set" in tuned|untuned|default|etcd|member) ;; *) echo "nightly.sh: --sets: unknown set $set (tuned, untuned, default, etcd, member)" >&2; exit 4 ;; esac
 done
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
