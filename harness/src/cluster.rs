@@ -395,6 +395,18 @@ impl Cluster {
             .collect()
     }
 
+    /// Members whose process is killed or paused now.
+    pub fn down(&self) -> Vec<String> {
+        self.members()
+            .into_iter()
+            .filter(|id| {
+                self.supervisor
+                    .state(id)
+                    .is_ok_and(|s| s != ProcState::Running)
+            })
+            .collect()
+    }
+
     /// Who is a member, shared with the clients (they send to members).
     pub fn members_handle(&self) -> Arc<Members> {
         self.members.clone()

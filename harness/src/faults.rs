@@ -178,6 +178,11 @@ pub async fn nemesis_loop(
     let max_voters = cluster.ids().len();
     let mut sched = Scheduler::new(seed, plan).with_max_voters(max_voters);
     let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
+    // A step that took longer than the interval (a membership change waits
+    // on the system for seconds) must not be followed by a burst of the
+    // ticks it missed: faults one after another within a millisecond
+    // neither take effect nor let the system react between them.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -188,6 +193,7 @@ pub async fn nemesis_loop(
             leader: cluster.leader().await,
             voters: cluster.voters(),
             spares: cluster.spares(),
+            down: cluster.down(),
         };
         if stop.is_cancelled() {
             break;

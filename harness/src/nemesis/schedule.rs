@@ -110,6 +110,8 @@ pub struct View {
     /// Spares: nodes in the address book that are not members, stopped,
     /// with empty data directories (the member nemesis grows from them).
     pub spares: Vec<String>,
+    /// Members whose process is killed or paused right now.
+    pub down: Vec<String>,
 }
 
 impl View {
@@ -120,6 +122,7 @@ impl View {
             ids,
             leader,
             spares: Vec::new(),
+            down: Vec::new(),
         }
     }
 }
@@ -131,7 +134,11 @@ pub const MIN_VOTERS: usize = 3;
 /// Draws faults from the seed: each tick either ends the oldest active fault
 /// or starts the next kind of a seeded round-robin. At most three ticks pass
 /// between two starts, so every requested kind comes up within a few
-/// rounds, and up to two faults overlap.
+/// rounds, and up to two faults overlap. Membership steps, when asked for
+/// beside other kinds, take every other tick of their own and stay out of
+/// the round-robin: a step is over when it is carried out, so it would
+/// otherwise come up only once in many ticks, a run's few changes leaving
+/// most runs at the size they started with.
 pub struct Scheduler {
     rng: ChaCha8Rng,
     plan: Plan,
@@ -144,6 +151,8 @@ pub struct Scheduler {
     /// A membership change that was refused or failed: the next member
     /// step tries it again.
     pending: Option<Fault>,
+    /// Ticks so far (membership steps take the odd ones).
+    ticks: u64,
 }
 
 impl Scheduler {
@@ -159,6 +168,7 @@ impl Scheduler {
             damaged: Vec::new(),
             max_voters: 0,
             pending: None,
+            ticks: 0,
         }
     }
 
@@ -196,13 +206,21 @@ impl Scheduler {
         if self.plan.kinds.is_empty() || view.ids.is_empty() {
             return None;
         }
+        self.ticks += 1;
+        let member_apart =
+            self.plan.kinds.contains(&NemesisKind::Member) && self.plan.kinds.len() > 1;
+        if member_apart && self.ticks % 2 == 1 && self.member_step(view).is_some() {
+            return self.member(view);
+        }
         let startable: Vec<NemesisKind> = self
             .plan
             .kinds
             .iter()
             .copied()
             .filter(|k| !self.active.contains(k) && !self.active.iter().any(|a| a.conflicts(*k)))
-            .filter(|k| *k != NemesisKind::Member || self.member_step(view).is_some())
+            .filter(|k| {
+                *k != NemesisKind::Member || (!member_apart && self.member_step(view).is_some())
+            })
             .collect();
         if startable.is_empty() && self.active.is_empty() {
             // Only membership steps were asked for, and none is possible.
@@ -234,7 +252,11 @@ impl Scheduler {
 
     /// The membership steps possible now: voters stay between
     /// [`MIN_VOTERS`] and the most this run may have, a grow needs a spare,
-    /// and a replace needs room for one more voter while it runs.
+    /// and a replace needs room for one more voter while it runs. Clusters
+    /// live at odd sizes (an even one tolerates no more failures than the
+    /// odd one below it) and pass through even ones: a replace swaps a
+    /// member of an odd-sized cluster, and from an even size the next step
+    /// grows or shrinks back to an odd one.
     fn member_steps(&self, view: &View) -> Vec<MemberStep> {
         let v = view.voters.len();
         let spare = !view.spares.is_empty();
@@ -245,7 +267,9 @@ impl Scheduler {
             .filter(|s| match s {
                 MemberStep::Grow => spare && v < self.max_voters,
                 MemberStep::Shrink => v > MIN_VOTERS,
-                MemberStep::Replace => spare && v >= MIN_VOTERS && v < self.max_voters,
+                MemberStep::Replace => {
+                    spare && v >= MIN_VOTERS && v < self.max_voters && v % 2 == 1
+                }
             })
             .collect()
     }
@@ -271,10 +295,15 @@ impl Scheduler {
         spares.sort();
         let mut voters = view.voters.clone();
         voters.sort();
-        // Most changes of voters are asked with the network split along
-        // them: where membership changes break, it is in the window while
-        // the new configuration has reached some nodes and not others.
-        let split = self.rng.random_bool(0.75);
+        // Changes of voters are asked with the network split along them:
+        // where membership changes break, it is in the window while the
+        // new configuration has reached some nodes and not others. Every
+        // replace is (two voters change at once: the change joint consensus
+        // exists for, whose old and new majorities need not overlap), and
+        // three in four grows. The far side must be able to act, so no
+        // split while a voter is down (killed or paused).
+        let split = (step == MemberStep::Replace || self.rng.random_bool(0.75))
+            && !voters.iter().any(|v| view.down.contains(v));
         let mut pick = |from: &[String]| from[self.rng.random_range(0..from.len())].clone();
         Some(match step {
             MemberStep::Grow => Fault::Grow {
@@ -286,7 +315,20 @@ impl Scheduler {
             },
             MemberStep::Replace => {
                 let add = pick(&spares);
-                let remove = pick(&voters);
+                // A split keeps the leader beside the joiner: were the
+                // leader the voter leaving, the change could only stall
+                // until the split ends, so a split replace removes a
+                // follower (when the leader is known and one is left).
+                let followers: Vec<String> = voters
+                    .iter()
+                    .filter(|v| Some(*v) != view.leader.as_ref())
+                    .cloned()
+                    .collect();
+                let remove = if split && !followers.is_empty() {
+                    pick(&followers)
+                } else {
+                    pick(&voters)
+                };
                 Fault::Replace { add, remove, split }
             }
         })
@@ -542,7 +584,7 @@ mod tests {
         let mut seen = BTreeSet::new();
         let mut sizes = BTreeSet::new();
         let mut refused_once = false;
-        for _ in 0..200 {
+        for round in 0..200 {
             let v = View {
                 ids: voters.clone(),
                 leader: voters.first().cloned(),
@@ -552,8 +594,28 @@ mod tests {
                     .filter(|n| !voters.contains(n))
                     .cloned()
                     .collect(),
+                // Now and then a voter is down: no split then.
+                down: voters
+                    .iter()
+                    .take(usize::from(round % 7 == 0))
+                    .cloned()
+                    .collect(),
             };
             let Some(f) = s.next(&v) else { continue };
+            match &f {
+                // A split replace keeps the leader: it removes a follower.
+                Fault::Replace { remove, split, .. } => {
+                    assert!(voters.len() % 2 == 1, "replace at {} voters", voters.len());
+                    assert!(!(*split && v.leader.as_ref() == Some(remove)), "{f:?}");
+                    assert!(
+                        !(*split && !v.down.is_empty()),
+                        "split with {:?} down",
+                        v.down
+                    );
+                }
+                Fault::Grow { split: true, .. } => assert!(v.down.is_empty(), "{f:?}"),
+                _ => {}
+            }
             // Kills only ever hit members.
             if let Fault::Kill { nodes, .. } = &f {
                 assert!(nodes.iter().all(|n| voters.contains(n)), "{nodes:?}");
