@@ -879,7 +879,7 @@ impl Cluster {
         driver: &dyn Membership,
         id: &str,
         replacing: Option<&str>,
-        split: bool,
+        mut split: bool,
     ) -> Result<MemberView> {
         let j = self.index_of(id)?;
         let replacing = match replacing {
@@ -940,7 +940,11 @@ impl Cluster {
                             Some(both) => both,
                             None => driver.change(l, ChangeOp::Promote, j),
                         };
+                        let was_split = split;
                         let asked = if split {
+                            // Asked once split; whatever comes of it, the
+                            // step goes on unsplit.
+                            split = false;
                             self.split_while(&[l, j], asked).await
                         } else {
                             asked.await
@@ -948,11 +952,17 @@ impl Cluster {
                         match asked {
                             Ok(v) => return Ok(v),
                             // Not caught up after all, or another change in
-                            // flight: ask again until the deadline.
+                            // flight: ask again until the deadline. A change
+                            // asked while split may have been lost with its
+                            // leader's term: the next round reads the
+                            // configuration and asks for what is left.
                             Err(
                                 e @ (MemberError::Refused { .. } | MemberError::NotLeader { .. }),
                             ) => {
                                 last = format!("promote: {e}");
+                            }
+                            Err(e @ MemberError::Indeterminate(_)) if was_split => {
+                                last = format!("promote (split): {e}");
                             }
                             Err(e) => return Err(anyhow::Error::new(e).context("promote")),
                         }
