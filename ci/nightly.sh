@@ -8,9 +8,10 @@
 #:   default  the correct node under default runs of every workload
 #:            (exploration on): must always be valid;
 #:   etcd     etcd under default runs of every workload: must be valid;
-#:   member   the member nemesis beside partitions and kills: the correct
-#:            node and etcd must be valid, single-step-change caught
-#:            (config-on-commit runs as a known gap).
+#:   member   membership changes: the correct node beside partitions and
+#:            kills and etcd must be valid; single-step-change under the
+#:            member nemesis alone caught (config-on-commit runs there as a
+#:            known gap).
 #: Writes runs.tsv, junit.xml, summary.md and the run folders of unexpected
 #: verdicts to --out; exits 1 on any unexpected verdict.
 #:

@@ -940,11 +940,10 @@ impl Cluster {
                             Some(both) => both,
                             None => driver.change(l, ChangeOp::Promote, j),
                         };
-                        let was_split = split;
-                        let asked = if split {
-                            // Asked once split; whatever comes of it, the
-                            // step goes on unsplit.
-                            split = false;
+                        // Asked split once at most; whatever comes of it,
+                        // the step goes on unsplit.
+                        let was_split = std::mem::take(&mut split);
+                        let asked = if was_split {
                             self.split_while(&[l, j], asked).await
                         } else {
                             asked.await

@@ -590,6 +590,14 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// The same fault without a split (a membership change asked as is).
+    pub fn unsplit(mut self) -> Fault {
+        if let Fault::Grow { split, .. } | Fault::Replace { split, .. } = &mut self {
+            *split = false;
+        }
+        self
+    }
+
     /// The short name used in history events and the progress line.
     pub fn name(&self) -> &'static str {
         match self {

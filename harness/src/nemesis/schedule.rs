@@ -185,13 +185,7 @@ impl Scheduler {
     /// change while split, so a split retry would fail forever).
     pub fn outcome(&mut self, fault: &Fault, ok: bool) {
         if fault.changes_members() {
-            self.pending = (!ok).then(|| {
-                let mut retry = fault.clone();
-                if let Fault::Grow { split, .. } | Fault::Replace { split, .. } = &mut retry {
-                    *split = false;
-                }
-                retry
-            });
+            self.pending = (!ok).then(|| fault.clone().unsplit());
         }
     }
 
@@ -633,11 +627,7 @@ mod tests {
                     }
                 };
                 // Retried as it was, without its split.
-                let mut unsplit = f.clone();
-                if let Fault::Grow { split, .. } | Fault::Replace { split, .. } = &mut unsplit {
-                    *split = false;
-                }
-                assert_eq!(again, unsplit);
+                assert_eq!(again, f.clone().unsplit());
             }
             s.outcome(&f, true);
             if let Some(a) = add {
