@@ -5,7 +5,8 @@
 //! parameters and how often, the read mode, and the system's own knobs
 //! (its spec's `[knobs]`) — so that runs differ from each other and each
 //! leaves some features out, which finds more bugs than one configuration
-//! with everything on. Explicit flags win over the draw; `--fixed` draws
+//! with everything on. Each scripted schedule is drawn in half the runs,
+//! and runs in episodes between stretches of the random faults. Explicit flags win over the draw; `--fixed` draws
 //! nothing. Every value is drawn, in a fixed order, whatever the flags
 //! say, so one flag never shifts the others' draws.
 
@@ -15,7 +16,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::nemesis::{CutMode, LinkScope, NemesisKind, PartitionShape, Plan, Target};
+use crate::nemesis::{
+    CutMode, LinkScope, NemesisKind, PartitionShape, Plan, SCRIPTS, ScriptPlan, Target,
+};
 use crate::sut::{Db, ReadMode};
 use faultline_workloads::{Shape, Workload};
 
@@ -180,6 +183,20 @@ pub fn draw(seed: u64, db: &Db, workload: &dyn Workload) -> Profile {
             (name.clone(), choice)
         })
         .collect();
+
+    // Scripted episodes between the random faults, each script on in half
+    // the runs: a script acts at the moments a random schedule almost never
+    // hits (a crash right after an election, Raft's Figure 8). Drawn last,
+    // so that they shift no other draw. Where the system gives no leader
+    // probe with a term, the run leaves them out.
+    for info in &SCRIPTS {
+        if rng.random_bool(0.5) {
+            plan.scripts.push(ScriptPlan {
+                kind: info.kind,
+                delay_ms: info.delay_ms,
+            });
+        }
+    }
     Profile {
         nodes,
         workers_per_node,
@@ -198,52 +215,49 @@ pub fn draw(seed: u64, db: &Db, workload: &dyn Workload) -> Profile {
 
 /// A profile's faults, as `--nemesis` would spell them (for the summary).
 pub fn nemesis_arg(plan: &Plan) -> String {
-    plan.kinds
-        .iter()
-        .map(|k| {
-            let params: Vec<String> = match k {
-                NemesisKind::Partition => {
-                    let mut v: Vec<String> =
-                        plan.shapes.iter().map(|s| s.name().to_string()).collect();
-                    if plan.cut == CutMode::Reject {
-                        v.push("reject".into());
+    let kinds = plan.kinds.iter().map(|k| {
+        let params: Vec<String> = match k {
+            NemesisKind::Partition => {
+                let mut v: Vec<String> = plan.shapes.iter().map(|s| s.name().to_string()).collect();
+                if plan.cut == CutMode::Reject {
+                    v.push("reject".into());
+                }
+                v
+            }
+            NemesisKind::Kill => plan.kill.iter().map(|t| t.name().to_string()).collect(),
+            NemesisKind::Pause => plan.pause.iter().map(|t| t.name().to_string()).collect(),
+            NemesisKind::Member => plan.member.iter().map(|s| s.name().to_string()).collect(),
+            NemesisKind::Delay => vec![
+                format!("{}ms~{}ms", plan.delay.latency_ms, plan.delay.jitter_ms),
+                plan.delay.links.name().to_string(),
+            ],
+            NemesisKind::Loss => vec![
+                format!("{}%", plan.loss.probability * 100.0),
+                plan.loss.links.name().to_string(),
+            ],
+            NemesisKind::Bandwidth => vec![
+                format!("{}B", plan.bandwidth.bytes_per_sec),
+                plan.bandwidth.links.name().to_string(),
+            ],
+            NemesisKind::Disk => {
+                let mut v: Vec<String> = plan.disk.iter().map(|t| t.name().to_string()).collect();
+                v.extend(plan.disk_actions.iter().map(|a| a.name().to_string()));
+                v
+            }
+            NemesisKind::Clock => {
+                let mut v: Vec<String> = plan.clock.iter().map(|t| t.name().to_string()).collect();
+                for a in &plan.clock_actions {
+                    if !v.iter().any(|x| x == a.name()) {
+                        v.push(a.name().to_string());
                     }
-                    v
                 }
-                NemesisKind::Kill => plan.kill.iter().map(|t| t.name().to_string()).collect(),
-                NemesisKind::Pause => plan.pause.iter().map(|t| t.name().to_string()).collect(),
-                NemesisKind::Member => plan.member.iter().map(|s| s.name().to_string()).collect(),
-                NemesisKind::Delay => vec![
-                    format!("{}ms~{}ms", plan.delay.latency_ms, plan.delay.jitter_ms),
-                    plan.delay.links.name().to_string(),
-                ],
-                NemesisKind::Loss => vec![
-                    format!("{}%", plan.loss.probability * 100.0),
-                    plan.loss.links.name().to_string(),
-                ],
-                NemesisKind::Bandwidth => vec![
-                    format!("{}B", plan.bandwidth.bytes_per_sec),
-                    plan.bandwidth.links.name().to_string(),
-                ],
-                NemesisKind::Disk => {
-                    let mut v: Vec<String> =
-                        plan.disk.iter().map(|t| t.name().to_string()).collect();
-                    v.extend(plan.disk_actions.iter().map(|a| a.name().to_string()));
-                    v
-                }
-                NemesisKind::Clock => {
-                    let mut v: Vec<String> =
-                        plan.clock.iter().map(|t| t.name().to_string()).collect();
-                    for a in &plan.clock_actions {
-                        if !v.iter().any(|x| x == a.name()) {
-                            v.push(a.name().to_string());
-                        }
-                    }
-                    v
-                }
-            };
-            format!("{}:{}", k.name(), params.join("+"))
-        })
+                v
+            }
+        };
+        format!("{}:{}", k.name(), params.join("+"))
+    });
+    kinds
+        .chain(plan.scripts.iter().map(ScriptPlan::arg))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -273,10 +287,20 @@ mod tests {
                 .iter()
                 .any(|p| p.knobs["snapshots"] == ["--snapshot-every=64"])
         );
+        // Each script in some runs, not all; some runs take turns of both.
+        for info in &SCRIPTS {
+            let with = profiles
+                .iter()
+                .filter(|p| p.nemesis.scripts.iter().any(|s| s.kind == info.kind))
+                .count();
+            assert!((10..=30).contains(&with), "{} in {with} of 40", info.name);
+        }
+        assert!(profiles.iter().any(|p| p.nemesis.scripts.len() == 2));
         // The drawn nemesis spells back into the same plan.
         for p in &profiles {
             let again = Plan::parse(&nemesis_arg(&p.nemesis)).expect("parses");
             assert_eq!(again.kinds, p.nemesis.kinds);
+            assert_eq!(again.scripts, p.nemesis.scripts);
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
-use crate::nemesis::script::{self, Observation, Probe, Seen};
+use crate::nemesis::script::{self, Observation, Probe, Seen, Step};
 use crate::nemesis::{Fault, NemesisKind, Plan, Scheduler, ScriptPlan, View, semantics};
 use crate::recorder::{Entry, Recorder};
 use crate::store::{NemesisLine, NemesisLog, SCHEMA};
@@ -162,8 +162,11 @@ impl FaultLog {
     }
 }
 
-/// Every `interval`, the next fault of the seeded schedule, until `stop`;
-/// then the faults that end whatever is still active.
+/// The run's faults until `stop`: every `interval` the next fault of the
+/// seeded schedule; or one scripted schedule, alone; or scripted episodes
+/// (one attempt each, the scripts taking turns) between stretches of
+/// random faults, an episode first (a fresh cluster is the settled one a
+/// script starts from). Then the faults that end whatever is still active.
 pub async fn nemesis_loop(
     faults: Arc<FaultLog>,
     seed: u64,
@@ -171,12 +174,64 @@ pub async fn nemesis_loop(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    if plan.kinds.is_empty() {
-        return;
-    }
     let cluster = &faults.cluster;
-    let max_voters = cluster.ids().len();
-    let mut sched = Scheduler::new(seed, plan).with_max_voters(max_voters);
+    let mut scripts: Vec<Scripted> = plan
+        .scripts
+        .iter()
+        .map(|p| Scripted::new(&faults, p, seed))
+        .collect();
+    let mut sched = (!plan.kinds.is_empty())
+        .then(|| Scheduler::new(seed, plan).with_max_voters(cluster.ids().len()));
+    match (&mut sched, scripts.as_mut_slice()) {
+        (None, []) => return,
+        (None, [one]) => one.run(&faults, &stop, None).await,
+        (Some(sched), []) => random_faults(&faults, sched, interval, &stop, None).await,
+        (sched, several) => {
+            let stretch = (interval * 5).clamp(STRETCH_MIN, STRETCH_MAX);
+            let mut turn = 0;
+            while !stop.is_cancelled() {
+                let n = several.len();
+                several[turn % n]
+                    .run(&faults, &stop, Some(EPISODE_MAX))
+                    .await;
+                turn += 1;
+                if let Some(sched) = sched.as_mut()
+                    && !stop.is_cancelled()
+                {
+                    random_faults(&faults, sched, interval, &stop, Some(stretch)).await;
+                    heal(&faults, sched).await;
+                }
+            }
+        }
+    }
+    // What a script still has active is left to the run's final `Clear`.
+    for s in &mut scripts {
+        let _ = s.script.abandon(faults.recorder().now_ns());
+    }
+    if let Some(sched) = &mut sched {
+        heal(&faults, sched).await;
+    }
+}
+
+/// The shortest and longest stretch of random faults between two scripted
+/// episodes (five nemesis intervals within these bounds).
+const STRETCH_MIN: Duration = Duration::from_secs(4);
+const STRETCH_MAX: Duration = Duration::from_secs(10);
+/// The longest a scripted episode runs (settling, then one attempt) before
+/// it is ended, whatever it reached.
+const EPISODE_MAX: Duration = Duration::from_secs(20);
+
+/// Every `interval`, the next fault of the seeded schedule, until `stop`
+/// or for `within`.
+async fn random_faults(
+    faults: &Arc<FaultLog>,
+    sched: &mut Scheduler,
+    interval: Duration,
+    stop: &CancellationToken,
+    within: Option<Duration>,
+) {
+    let cluster = &faults.cluster;
+    let until = within.map(|w| Instant::now() + w);
     let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
     // A step that took longer than the interval (a membership change waits
     // on the system for seconds) must not be followed by a burst of the
@@ -184,8 +239,10 @@ pub async fn nemesis_loop(
     // neither take effect nor let the system react between them.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let end = until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = tokio::time::sleep_until(end) => break,
             _ = tick.tick() => {}
         }
         let view = View {
@@ -201,13 +258,17 @@ pub async fn nemesis_loop(
         let Some(fault) = sched.next(&view) else {
             continue;
         };
-        let ok = apply_blocking(&faults, fault.clone()).await;
+        let ok = apply_blocking(faults, fault.clone()).await;
         sched.outcome(&fault, ok);
     }
+}
+
+/// Ends every fault the schedule has active.
+async fn heal(faults: &Arc<FaultLog>, sched: &mut Scheduler) {
     for fault in sched.heal_all() {
         if fault != Fault::Clear {
             // The run's own Clear follows.
-            apply_blocking(&faults, fault).await;
+            apply_blocking(faults, fault).await;
         }
     }
 }
@@ -229,53 +290,92 @@ pub async fn apply_blocking(faults: &Arc<FaultLog>, fault: Fault) -> bool {
 /// not answer by then counts as silent for this observation.
 const PROBE_WITHIN: Duration = Duration::from_millis(250);
 
-/// Runs a scripted schedule until `stop`: every few milliseconds (as the
-/// script asks) it polls every running node's leader probe, takes the
-/// history recorded since, lets the script decide, and carries out the
-/// faults it returns, in order. What is still active at the end is left to
-/// the run's final `Clear`.
-pub async fn script_loop(
-    faults: Arc<FaultLog>,
-    seed: u64,
-    plan: ScriptPlan,
-    stop: CancellationToken,
-) {
-    let cluster = faults.cluster.clone();
-    let recorder = faults.recorder().clone();
-    let mut script = script::build(
-        &plan,
-        cluster.members(),
-        crate::cluster::PEER_CONNECT_PATIENCE,
-        seed,
-    );
-    let name = plan.kind.name();
-    let mut seen = 0usize;
-    let mut applied_ns = None;
-    while !stop.is_cancelled() {
-        let nodes = observe(&cluster).await;
-        let events = recorder.events_since(seen);
-        seen += events.len();
-        let step = script.step(&Observation {
-            now_ns: recorder.now_ns(),
-            applied_ns: applied_ns.take(),
-            nodes: &nodes,
-            events: &events,
-        });
-        for note in &step.notes {
-            faults.note(name, note);
-        }
-        for fault in step.faults.iter().cloned() {
-            if stop.is_cancelled() {
-                return;
-            }
-            apply_blocking(&faults, fault).await;
-            applied_ns = Some(recorder.now_ns());
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_millis(step.next_ms.max(1))) => {}
+/// A scripted schedule and what it has read of the history.
+struct Scripted {
+    script: Box<dyn script::Script>,
+    name: &'static str,
+    seen: usize,
+}
+
+impl Scripted {
+    fn new(faults: &FaultLog, plan: &ScriptPlan, seed: u64) -> Scripted {
+        Scripted {
+            script: script::build(
+                plan,
+                faults.cluster.members(),
+                crate::cluster::PEER_CONNECT_PATIENCE,
+                seed,
+            ),
+            name: plan.kind.name(),
+            seen: 0,
         }
     }
+
+    /// Every few milliseconds (as the script asks) polls every running
+    /// node's leader probe, takes the history recorded since, lets the
+    /// script decide, and carries out the faults it returns, in order;
+    /// until `stop`, or, for an episode, until one attempt has ended or
+    /// `episode` has passed (the attempt is then ended and healed).
+    async fn run(
+        &mut self,
+        faults: &Arc<FaultLog>,
+        stop: &CancellationToken,
+        episode: Option<Duration>,
+    ) {
+        let cluster = faults.cluster.clone();
+        let recorder = faults.recorder().clone();
+        let until = episode.map(|e| Instant::now() + e);
+        let mut applied_ns = None;
+        let mut started = false;
+        while !stop.is_cancelled() {
+            if until.is_some_and(|u| Instant::now() >= u) {
+                let step = self.script.abandon(recorder.now_ns());
+                carry_out(faults, stop, self.name, step).await;
+                return;
+            }
+            let nodes = observe(&cluster).await;
+            let events = recorder.events_since(self.seen);
+            self.seen += events.len();
+            let step = self.script.step(&Observation {
+                now_ns: recorder.now_ns(),
+                applied_ns: applied_ns.take(),
+                nodes: &nodes,
+                events: &events,
+            });
+            let next = step.next_ms;
+            if carry_out(faults, stop, self.name, step).await {
+                applied_ns = Some(recorder.now_ns());
+            }
+            started |= self.script.attempting();
+            if episode.is_some() && started && !self.script.attempting() {
+                return;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(next.max(1))) => {}
+            }
+        }
+    }
+}
+
+/// Records a script's step's notes and carries out its faults (unless the
+/// run stops first); whether it had any.
+async fn carry_out(
+    faults: &Arc<FaultLog>,
+    stop: &CancellationToken,
+    name: &'static str,
+    step: Step,
+) -> bool {
+    for note in &step.notes {
+        faults.note(name, note);
+    }
+    for fault in step.faults.iter().cloned() {
+        if stop.is_cancelled() {
+            break;
+        }
+        apply_blocking(faults, fault).await;
+    }
+    !step.faults.is_empty()
 }
 
 /// Every node as a script sees it: whether its process runs, and its leader

@@ -519,6 +519,9 @@ impl RunArgs {
                 if plan.kinds.is_empty() {
                     plan.kinds = vec![NemesisKind::Partition];
                 }
+                // A script needs a leader probe with a term, and its nodes.
+                plan.scripts
+                    .retain(|s| db.has_term_probe() && nodes >= s.kind.info().min_nodes);
                 (crate::explore::nemesis_arg(&plan), plan)
             }
             None => {
@@ -526,12 +529,12 @@ impl RunArgs {
                 (n.to_string(), Plan::parse(n).map_err(usage)?)
             }
         };
-        if let Some(script) = &nemesis.script {
+        for script in &nemesis.scripts {
             let info = script.kind.info();
             if nodes < info.min_nodes {
                 return Err(usage(format!(
-                    "--nemesis {nemesis_arg}: the script needs at least {} nodes, not {nodes}",
-                    info.min_nodes
+                    "--nemesis {nemesis_arg}: script {} needs at least {} nodes, not {nodes}",
+                    info.name, info.min_nodes
                 )));
             }
             if !db.has_term_probe() {
@@ -560,8 +563,12 @@ impl RunArgs {
         };
         let nemesis_interval = match self.nemesis_interval {
             Some(i) => i,
-            // A script keeps its own time: nothing to draw.
-            None if pick("nemesis_interval_s", nemesis.script.is_some()) => {
+            // A script alone keeps its own time: nothing to draw.
+            None if pick(
+                "nemesis_interval_s",
+                !nemesis.scripts.is_empty() && nemesis.kinds.is_empty(),
+            ) =>
+            {
                 profile.nemesis_interval_s
             }
             None => 3.0,

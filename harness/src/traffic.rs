@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{self, ClientCtx, Pacer};
 use crate::exit::Exit;
-use crate::faults::{FaultLog, apply_blocking, nemesis_loop, script_loop};
+use crate::faults::{FaultLog, apply_blocking, nemesis_loop};
 use crate::nemesis::Fault;
 use crate::recorder::Recorder;
 use crate::settings::Settings;
@@ -81,21 +81,13 @@ pub async fn drive(
             stop_clients.clone(),
         ));
     }
-    let nemesis = match &settings.nemesis.script {
-        Some(plan) => tokio::spawn(script_loop(
-            faults.clone(),
-            settings.seed,
-            plan.clone(),
-            stop_nemesis.clone(),
-        )),
-        None => tokio::spawn(nemesis_loop(
-            faults.clone(),
-            settings.seed,
-            settings.nemesis.clone(),
-            Duration::from_secs_f64(settings.nemesis_interval_s),
-            stop_nemesis.clone(),
-        )),
-    };
+    let nemesis = tokio::spawn(nemesis_loop(
+        faults.clone(),
+        settings.seed,
+        settings.nemesis.clone(),
+        Duration::from_secs_f64(settings.nemesis_interval_s),
+        stop_nemesis.clone(),
+    ));
     let bar = progress_bar();
     let mut exits = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));

@@ -736,9 +736,17 @@ pub struct Plan {
     /// The membership steps the member nemesis draws from.
     #[serde(default = "all_member_steps")]
     pub member: Vec<MemberStep>,
-    /// A scripted schedule, which then runs alone (`kinds` is empty).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub script: Option<ScriptPlan>,
+    /// Scripted schedules, each in episodes of one attempt, taking turns;
+    /// beside kinds, between stretches of their random faults. One script
+    /// alone is the whole schedule. (Stored runs from before episodes have
+    /// one `script`.)
+    #[serde(
+        default,
+        alias = "script",
+        deserialize_with = "script::one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub scripts: Vec<ScriptPlan>,
 }
 
 /// A power cut below a majority is, for a quorum system's durability, a
@@ -796,7 +804,7 @@ impl Default for Plan {
             disk: quorum_targets(),
             disk_actions: all_disk_choices(),
             member: all_member_steps(),
-            script: None,
+            scripts: Vec::new(),
         }
     }
 }
@@ -806,8 +814,10 @@ impl Plan {
     /// `all` every kind), each optionally followed by `:` and `+`-joined
     /// parameters (see [`KindInfo::variants`]), e.g.
     /// `partition:isolate-leader+reject,kill:majority+all,delay:100ms~20ms+clients`.
-    /// `script:NAME[+DELAY]` names a scripted schedule ([`script::SCRIPTS`]),
-    /// which runs alone.
+    /// `script:NAME[+DELAY]` names a scripted schedule ([`script::SCRIPTS`]):
+    /// scripts take turns in episodes of one attempt, beside kinds between
+    /// stretches of their random faults; one script alone is the whole
+    /// schedule.
     pub fn parse(s: &str) -> Result<Plan, String> {
         let mut plan = Plan::default();
         let parts: Vec<&str> = s
@@ -822,12 +832,11 @@ impl Plan {
                 None => (part, None),
             };
             if name == script::PREFIX {
-                if parts.len() > 1 {
-                    return Err(format!(
-                        "`{part}`: a script runs alone, not beside other kinds"
-                    ));
+                let script = ScriptPlan::parse(params.unwrap_or_default())?;
+                if plan.scripts.iter().any(|s| s.kind == script.kind) {
+                    return Err(format!("`{part}`: {} is named twice", script.kind));
                 }
-                plan.script = Some(ScriptPlan::parse(params.unwrap_or_default())?);
+                plan.scripts.push(script);
                 continue;
             }
             match name {
@@ -861,6 +870,12 @@ impl Plan {
         }
         plan.kinds.sort();
         plan.kinds.dedup();
+        if !plan.scripts.is_empty() && plan.kinds.contains(&NemesisKind::Member) {
+            return Err(format!(
+                "`{s}`: a script follows a fixed set of nodes, so it cannot run beside `{}`",
+                NemesisKind::Member.name()
+            ));
+        }
         Ok(plan)
     }
 
@@ -1066,22 +1081,18 @@ impl Plan {
 
     /// Whether any fault will be injected (kinds, or a script).
     pub fn any(&self) -> bool {
-        !self.kinds.is_empty() || self.script.is_some()
+        !self.kinds.is_empty() || !self.scripts.is_empty()
     }
 
-    /// `partition,kill,pause`, `script:NAME+DELAY`, or `none`.
+    /// `partition,kill,pause`, `script:NAME+DELAY`, both
+    /// (`partition,script:vote-loss+50ms`), or `none`.
     pub fn names(&self) -> String {
-        if let Some(s) = &self.script {
-            return s.arg();
-        }
-        if self.kinds.is_empty() {
+        let mut names: Vec<String> = self.kinds.iter().map(|k| k.name().to_string()).collect();
+        names.extend(self.scripts.iter().map(ScriptPlan::arg));
+        if names.is_empty() {
             return "none".to_string();
         }
-        self.kinds
-            .iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(",")
+        names.join(",")
     }
 }
 
@@ -1200,22 +1211,39 @@ mod tests {
     fn a_script_is_named_alone() {
         let p = Plan::parse("script:figure-8").expect("ok");
         assert!(p.kinds.is_empty() && p.any());
-        assert_eq!(p.script.as_ref().map(|s| s.kind), Some(ScriptKind::Figure8));
+        let kinds: Vec<ScriptKind> = p.scripts.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [ScriptKind::Figure8]);
         assert_eq!(p.names(), "script:figure-8+40ms");
         assert!(!Plan::parse("none").expect("ok").any());
-        let e = Plan::parse("kill,script:vote-loss").expect_err("not alone");
-        assert!(e.contains("runs alone"), "{e}");
+        // Beside kinds, a script runs in episodes between their faults.
+        let p = Plan::parse("kill,script:vote-loss").expect("episodes");
+        assert_eq!(p.kinds, vec![NemesisKind::Kill]);
+        assert_eq!(p.names(), "kill,script:vote-loss+50ms");
+        assert_eq!(Plan::parse(&p.names()).expect("spells back"), p);
+        let p = Plan::parse("script:vote-loss,partition,script:figure-8").expect("two");
+        assert_eq!(
+            p.names(),
+            "partition,script:vote-loss+50ms,script:figure-8+40ms"
+        );
+        let e = Plan::parse("script:vote-loss,script:vote-loss+20ms").expect_err("twice");
+        assert!(e.contains("named twice"), "{e}");
+        let e = Plan::parse("member,script:vote-loss").expect_err("members move");
+        assert!(e.contains("fixed set of nodes"), "{e}");
         let e = Plan::parse("flood").expect_err("unknown");
         assert!(e.contains("script:NAME (vote-loss, figure-8)"), "{e}");
-        // Settings stored before scripts existed still read.
+        // Settings stored before scripts existed still read, and those
+        // stored with one `script` before episodes.
         let mut v = serde_json::to_value(Plan::parse("kill").expect("ok")).expect("json");
-        v.as_object_mut().expect("object").remove("script");
+        v.as_object_mut().expect("object").remove("scripts");
         assert!(
-            serde_json::from_value::<Plan>(v)
+            serde_json::from_value::<Plan>(v.clone())
                 .expect("old plan")
-                .script
-                .is_none()
+                .scripts
+                .is_empty()
         );
+        v["script"] = serde_json::json!({"kind": "vote-loss", "delay_ms": 80});
+        let old = serde_json::from_value::<Plan>(v).expect("one script");
+        assert_eq!(old.names(), "kill,script:vote-loss+80ms");
     }
 
     #[test]

@@ -157,6 +157,23 @@ impl ScriptPlan {
     }
 }
 
+/// Reads a plan's scripts: a list, or (stored before episodes) one script.
+pub fn one_or_many<'de, D>(d: D) -> Result<Vec<ScriptPlan>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scripts {
+        Many(Vec<ScriptPlan>),
+        One(ScriptPlan),
+    }
+    Ok(match Scripts::deserialize(d)? {
+        Scripts::Many(v) => v,
+        Scripts::One(s) => vec![s],
+    })
+}
+
 /// A node's leader probe as a script sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Probe {
@@ -208,6 +225,12 @@ pub struct Step {
 pub trait Script: Send {
     /// Decides what to do after this observation.
     fn step(&mut self, obs: &Observation<'_>) -> Step;
+    /// Whether an attempt is under way (it may have faults active).
+    fn attempting(&self) -> bool;
+    /// Ends the attempt under way, if any, whatever it reached (the
+    /// episode it ran in is over): the faults that heal it. The next
+    /// attempt starts from a settled cluster again.
+    fn abandon(&mut self, now_ns: u64) -> Step;
 }
 
 /// The script of a plan, for a cluster of these nodes, seeded. `stale` is
@@ -243,6 +266,9 @@ const FAST_MS: u64 = 2;
 const SLOW_MS: u64 = 20;
 /// How long to wait for an election before giving the attempt up.
 const ELECTION_MS: u64 = 6_000;
+/// The shortest link delay a script halves its delay to (its polls come
+/// every [`FAST_MS`], so it still acts between a send and its arrival).
+const MIN_DELAY_MS: u64 = 10;
 
 /// What every script keeps: the nodes, the clock, attempts, the seed.
 struct Base {
@@ -337,6 +363,29 @@ impl Base {
             notes: vec![format!("attempt {}: {why}; recovering", self.attempt)],
             next_ms: SLOW_MS,
         }
+    }
+
+    /// Halves the link delay for the next attempts, down to
+    /// [`MIN_DELAY_MS`]: an election that spreads over several terms under
+    /// the delay says that a round trip is close to the system's election
+    /// timeout (which a script cannot read), so candidates time out before
+    /// their votes arrive. What it did, for the note.
+    fn halve_delay(&mut self) -> String {
+        let was = self.delay_ms;
+        self.delay_ms = (was / 2).max(MIN_DELAY_MS);
+        if self.delay_ms == was {
+            format!("link delay stays {was} ms")
+        } else {
+            format!("link delay {was} -> {} ms", self.delay_ms)
+        }
+    }
+
+    /// Ends an attempt from outside (its episode is over): as
+    /// [`Base::recover`], with the script already back to settling.
+    fn abandon(&mut self, now_ns: u64) -> Step {
+        let step = self.recover(ms(now_ns), "the episode is over");
+        self.ended = false;
+        step
     }
 
     fn waited(&self, now: u64) -> u64 {
@@ -476,6 +525,18 @@ impl Script for VoteLoss {
         }
         step
     }
+
+    fn attempting(&self) -> bool {
+        self.phase != VoteLossPhase::Settle
+    }
+
+    fn abandon(&mut self, now_ns: u64) -> Step {
+        if !self.attempting() {
+            return Step::default();
+        }
+        self.phase = VoteLossPhase::Settle;
+        self.base.abandon(now_ns)
+    }
 }
 
 impl VoteLoss {
@@ -568,7 +629,13 @@ impl VoteLoss {
                     };
                 }
                 if max_term(obs.nodes) > next {
-                    return b.recover(now, "the election took more than one term");
+                    // Votes crossed on delayed links: the delay is close
+                    // to the system's election timeout.
+                    let halved = b.halve_delay();
+                    return b.recover(
+                        now,
+                        &format!("the election took more than one term ({halved})"),
+                    );
                 }
                 if b.waited(now) > ELECTION_MS {
                     return b.recover(now, "no new leader");
@@ -792,6 +859,18 @@ impl Script for Figure8 {
             self.phase = Figure8Phase::Settle;
         }
         step
+    }
+
+    fn attempting(&self) -> bool {
+        self.phase != Figure8Phase::Settle
+    }
+
+    fn abandon(&mut self, now_ns: u64) -> Step {
+        if !self.attempting() {
+            return Step::default();
+        }
+        self.phase = Figure8Phase::Settle;
+        self.base.abandon(now_ns)
     }
 }
 
@@ -1162,6 +1241,26 @@ mod tests {
     }
 
     #[test]
+    fn an_abandoned_attempt_heals_and_settles_again() {
+        for name in ["vote-loss", "figure-8"] {
+            let plan = ScriptPlan::parse(name).expect("ok");
+            let mut s = build(&plan, ids(3), STALE, 1);
+            let c = cluster(3, "n1", 4);
+            assert!(!s.attempting());
+            assert_eq!(s.abandon(0), Step::default(), "{name}: nothing to end");
+            let (t, _) = until_faults(&mut *s, 0, 5_000, &c);
+            assert!(s.attempting(), "{name}");
+            let step = s.abandon(t * 1_000_000 + 10);
+            assert_eq!(names(&step), ["heal", "restart", "clear-links"], "{name}");
+            assert!(!s.attempting(), "{name}");
+            // The next attempt starts from a settled cluster again.
+            let (t2, _) = until_faults(&mut *s, t + 1, 5_000, &c);
+            assert!(t2 >= t + SETTLE_MS, "{name}: {t2}");
+            assert!(s.attempting(), "{name}");
+        }
+    }
+
+    #[test]
     fn vote_loss_gives_up_on_a_split_vote() {
         let plan = ScriptPlan::parse("vote-loss").expect("ok");
         let mut s = build(&plan, ids(3), STALE, 1);
@@ -1180,6 +1279,11 @@ mod tests {
         let (t2, step) = until_faults(&mut *s, t + 540, 5_000, &c);
         assert!(t2 >= t + 540 + SETTLE_MS);
         assert_eq!(names(&step), ["delay"]);
+        // Votes crossed on the delayed links: the next attempt halves it.
+        match &step.faults[0] {
+            Fault::LinkDelay { latency_ms, .. } => assert_eq!(*latency_ms, 25),
+            f => panic!("{f:?}"),
+        }
         assert!(step.notes[0].starts_with("attempt 2:"), "{step:?}");
     }
 
