@@ -72,8 +72,12 @@ fn bad_arguments_exit_4_with_a_clear_message() {
             &["unknown script `chaos`", "vote-loss, figure-8"],
         ),
         (
-            &["--nemesis", "script:vote-loss,kill"],
-            &["a script runs alone"],
+            &["--nemesis", "script:vote-loss,member"],
+            &["a script follows a fixed set of nodes", "`member`"],
+        ),
+        (
+            &["--nemesis", "script:vote-loss,kill,script:vote-loss+20ms"],
+            &["script:vote-loss+20ms", "vote-loss is named twice"],
         ),
         (
             &["--nemesis", "script:figure-8+fast"],

@@ -1,6 +1,7 @@
 //! Each scripted schedule, run briefly against the correct node, carries out
 //! its steps (as `nemesis.jsonl` and the history's script notes show), the
-//! run ends valid, and no node process is left behind. One test runs the
+//! run ends valid, and no node process is left behind; beside a kind, a
+//! script runs in episodes between its random faults. One test runs the
 //! scripts one after the other, so that two clusters never share the CPU.
 
 mod run_common;
@@ -10,12 +11,17 @@ use std::time::Duration;
 
 use run_common::{TestDir, finish, jsonl, pids_mentioning, run_dir, start_run};
 
-/// Runs `--nemesis script:NAME` with these extra arguments; returns the
+/// Runs `--nemesis script:NAME` (or, with `kinds`, `KINDS,script:NAME`:
+/// episodes between random faults) with these extra arguments; returns the
 /// faults carried out (`f` of each `nemesis.jsonl` line, in order) and the
 /// script's notes.
-fn run_script(name: &str, extra: &[&str]) -> (Vec<String>, Vec<String>) {
-    let dir = TestDir::new(&format!("run_scripts-{name}"));
-    let nemesis = format!("script:{name}");
+fn run_script(name: &str, kinds: &str, extra: &[&str]) -> (Vec<String>, Vec<String>) {
+    let dir = TestDir::new(&format!("run_scripts-{name}-{kinds}"));
+    let nemesis = if kinds.is_empty() {
+        format!("script:{name}")
+    } else {
+        format!("{kinds},script:{name}")
+    };
     let mut args = vec![
         "--workload",
         "append",
@@ -70,6 +76,7 @@ fn scripted_schedules_carry_out_their_steps_and_the_correct_node_stays_valid() {
     // voter, restart the old leader then the voter, kill, heal, recover.
     let (faults, notes) = run_script(
         "vote-loss",
+        "",
         &[
             "--node-arg=--pre-vote=false",
             "--node-arg=--check-quorum=false",
@@ -102,6 +109,7 @@ fn scripted_schedules_carry_out_their_steps_and_the_correct_node_stays_valid() {
     // tail) to the rival; recover.
     let (faults, notes) = run_script(
         "figure-8",
+        "",
         &[
             "--node-arg=--max-entries-per-msg=1",
             "--node-arg=--max-inflight-msgs=1",
@@ -125,4 +133,23 @@ fn scripted_schedules_carry_out_their_steps_and_the_correct_node_stays_valid() {
     );
     let started: BTreeSet<&str> = notes.iter().filter_map(|n| n.split(':').next()).collect();
     assert!(started.contains("attempt 1"), "{notes:#?}");
+
+    // Beside a kind, the script runs in episodes: its first attempt on the
+    // fresh cluster, then a stretch of the kind's random faults (five
+    // intervals of 0.5 s, at least 4 s), then the next episode.
+    let (faults, notes) = run_script(
+        "vote-loss",
+        "pause",
+        &["--node-arg=--pre-vote=false", "--nemesis-interval", "0.5"],
+    );
+    let first_pause = faults.iter().position(|f| f == "pause");
+    let first_delay = faults.iter().position(|f| f == "delay");
+    assert!(
+        matches!((first_delay, first_pause), (Some(d), Some(p)) if d < p),
+        "an episode, then random pauses: {faults:?}\n{notes:#?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.starts_with("attempt 1:")),
+        "{notes:#?}"
+    );
 }
