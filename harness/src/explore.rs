@@ -6,9 +6,10 @@
 //! (its spec's `[knobs]`) — so that runs differ from each other and each
 //! leaves some features out, which finds more bugs than one configuration
 //! with everything on. Each scripted schedule is drawn in half the runs,
-//! and runs in episodes between stretches of the random faults. Explicit flags win over the draw; `--fixed` draws
-//! nothing. Every value is drawn, in a fixed order, whatever the flags
-//! say, so one flag never shifts the others' draws.
+//! and runs in episodes between stretches of the random faults. Explicit
+//! flags win over the draw; `--fixed` draws nothing. Every value is drawn,
+//! in a fixed order, whatever the flags say, so one flag never shifts the
+//! others' draws.
 
 use std::collections::BTreeMap;
 
@@ -215,48 +216,52 @@ pub fn draw(seed: u64, db: &Db, workload: &dyn Workload) -> Profile {
 
 /// A profile's faults, as `--nemesis` would spell them (for the summary).
 pub fn nemesis_arg(plan: &Plan) -> String {
-    let kinds = plan.kinds.iter().map(|k| {
-        let params: Vec<String> = match k {
-            NemesisKind::Partition => {
-                let mut v: Vec<String> = plan.shapes.iter().map(|s| s.name().to_string()).collect();
-                if plan.cut == CutMode::Reject {
-                    v.push("reject".into());
-                }
-                v
-            }
-            NemesisKind::Kill => plan.kill.iter().map(|t| t.name().to_string()).collect(),
-            NemesisKind::Pause => plan.pause.iter().map(|t| t.name().to_string()).collect(),
-            NemesisKind::Member => plan.member.iter().map(|s| s.name().to_string()).collect(),
-            NemesisKind::Delay => vec![
-                format!("{}ms~{}ms", plan.delay.latency_ms, plan.delay.jitter_ms),
-                plan.delay.links.name().to_string(),
-            ],
-            NemesisKind::Loss => vec![
-                format!("{}%", plan.loss.probability * 100.0),
-                plan.loss.links.name().to_string(),
-            ],
-            NemesisKind::Bandwidth => vec![
-                format!("{}B", plan.bandwidth.bytes_per_sec),
-                plan.bandwidth.links.name().to_string(),
-            ],
-            NemesisKind::Disk => {
-                let mut v: Vec<String> = plan.disk.iter().map(|t| t.name().to_string()).collect();
-                v.extend(plan.disk_actions.iter().map(|a| a.name().to_string()));
-                v
-            }
-            NemesisKind::Clock => {
-                let mut v: Vec<String> = plan.clock.iter().map(|t| t.name().to_string()).collect();
-                for a in &plan.clock_actions {
-                    if !v.iter().any(|x| x == a.name()) {
-                        v.push(a.name().to_string());
+    plan.kinds
+        .iter()
+        .map(|k| {
+            let params: Vec<String> = match k {
+                NemesisKind::Partition => {
+                    let mut v: Vec<String> =
+                        plan.shapes.iter().map(|s| s.name().to_string()).collect();
+                    if plan.cut == CutMode::Reject {
+                        v.push("reject".into());
                     }
+                    v
                 }
-                v
-            }
-        };
-        format!("{}:{}", k.name(), params.join("+"))
-    });
-    kinds
+                NemesisKind::Kill => plan.kill.iter().map(|t| t.name().to_string()).collect(),
+                NemesisKind::Pause => plan.pause.iter().map(|t| t.name().to_string()).collect(),
+                NemesisKind::Member => plan.member.iter().map(|s| s.name().to_string()).collect(),
+                NemesisKind::Delay => vec![
+                    format!("{}ms~{}ms", plan.delay.latency_ms, plan.delay.jitter_ms),
+                    plan.delay.links.name().to_string(),
+                ],
+                NemesisKind::Loss => vec![
+                    format!("{}%", plan.loss.probability * 100.0),
+                    plan.loss.links.name().to_string(),
+                ],
+                NemesisKind::Bandwidth => vec![
+                    format!("{}B", plan.bandwidth.bytes_per_sec),
+                    plan.bandwidth.links.name().to_string(),
+                ],
+                NemesisKind::Disk => {
+                    let mut v: Vec<String> =
+                        plan.disk.iter().map(|t| t.name().to_string()).collect();
+                    v.extend(plan.disk_actions.iter().map(|a| a.name().to_string()));
+                    v
+                }
+                NemesisKind::Clock => {
+                    let mut v: Vec<String> =
+                        plan.clock.iter().map(|t| t.name().to_string()).collect();
+                    for a in &plan.clock_actions {
+                        if !v.iter().any(|x| x == a.name()) {
+                            v.push(a.name().to_string());
+                        }
+                    }
+                    v
+                }
+            };
+            format!("{}:{}", k.name(), params.join("+"))
+        })
         .chain(plan.scripts.iter().map(ScriptPlan::arg))
         .collect::<Vec<_>>()
         .join(",")

@@ -188,13 +188,11 @@ pub async fn nemesis_loop(
         (Some(sched), []) => random_faults(&faults, sched, interval, &stop, None).await,
         (sched, several) => {
             let stretch = (interval * 5).clamp(STRETCH_MIN, STRETCH_MAX);
-            let mut turn = 0;
-            while !stop.is_cancelled() {
-                let n = several.len();
-                several[turn % n]
-                    .run(&faults, &stop, Some(EPISODE_MAX))
-                    .await;
-                turn += 1;
+            for turn in (0..several.len()).cycle() {
+                if stop.is_cancelled() {
+                    break;
+                }
+                several[turn].run(&faults, &stop, Some(EPISODE_MAX)).await;
                 if let Some(sched) = sched.as_mut()
                     && !stop.is_cancelled()
                 {
@@ -205,9 +203,6 @@ pub async fn nemesis_loop(
         }
     }
     // What a script still has active is left to the run's final `Clear`.
-    for s in &mut scripts {
-        let _ = s.script.abandon(faults.recorder().now_ns());
-    }
     if let Some(sched) = &mut sched {
         heal(&faults, sched).await;
     }
@@ -239,10 +234,14 @@ async fn random_faults(
     // neither take effect nor let the system react between them.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let end = until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep_until(end) => break,
+            _ = async {
+                match until {
+                    Some(u) => tokio::time::sleep_until(u).await,
+                    None => std::future::pending().await,
+                }
+            } => break,
             _ = tick.tick() => {}
         }
         let view = View {
